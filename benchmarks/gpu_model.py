@@ -1,0 +1,109 @@
+"""GPU speed and peak memory of SPMamba (CUDA and torch scan backends) and the TF-GridNet baseline.
+
+Measures, at the published 16 kHz configuration, a training step (forward, backward and
+Adam) on random 4 s mixtures and inference on mixtures of several lengths, each as the
+median of a few timed repeats after a warm-up, with peak allocated GPU memory.
+Prints one JSON object.
+
+    python benchmarks/gpu_model.py [--models spmamba-cuda spmamba-torch tfgridnet]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from spmamba_sb import SPMamba, TFGridNet
+
+SAMPLE_RATE = 16000
+MODELS = {
+    "spmamba-cuda": lambda: SPMamba(scan_backend="cuda"),
+    "spmamba-torch": lambda: SPMamba(scan_backend="torch"),
+    "tfgridnet": lambda: TFGridNet(lstm_hidden_dim=192),
+}
+
+
+def timed(fn, repeats):
+    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, and peak GiB."""
+    fn()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+
+
+def train_step(model, optimizer, batch, seconds, precision):
+    """One optimisation step on random mixtures with a mean-squared-error loss."""
+    mix = torch.randn(batch, int(seconds * SAMPLE_RATE), device="cuda")
+    target = torch.randn(batch, 2, mix.shape[1], device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = (model(mix) - target).pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+
+
+def measure(name, batches, train_seconds, infer_seconds, repeats):
+    """All figures of one model."""
+    torch.manual_seed(0)
+    model = MODELS[name]().cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    result = {"params": sum(p.numel() for p in model.parameters()), "train": [], "inference": []}
+    for precision in ("fp32", "bf16"):
+        for batch in batches:
+            entry = {"precision": precision, "batch": batch, "seconds": train_seconds}
+            try:
+                step, peak = timed(lambda: train_step(model, optimizer, batch, train_seconds, precision), repeats)
+                entry.update(step_ms=round(step * 1e3, 1), peak_gib=round(peak, 2),
+                             audio_s_per_s=round(batch * train_seconds / step, 2))
+            except torch.OutOfMemoryError:
+                entry["error"] = "out of memory"
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            result["train"].append(entry)
+    model.eval()
+    for seconds in infer_seconds:
+        mix = torch.randn(1, int(seconds * SAMPLE_RATE), device="cuda")
+        entry = {"precision": "fp32", "seconds": seconds}
+        try:
+            with torch.no_grad():
+                elapsed, peak = timed(lambda: model(mix), repeats)
+            entry.update(time_s=round(elapsed, 3), peak_gib=round(peak, 2), rtf=round(elapsed / seconds, 4))
+        except torch.OutOfMemoryError:
+            entry["error"] = "out of memory"
+        torch.cuda.empty_cache()
+        result["inference"].append(entry)
+    del model, optimizer
+    torch.cuda.empty_cache()
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--train-seconds", type=float, default=4.0)
+    parser.add_argument("--infer-seconds", nargs="+", type=float, default=[1, 4, 16, 60])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    report = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "models": {
+            name: measure(name, args.batches, args.train_seconds, args.infer_seconds, args.repeats)
+            for name in args.models
+        },
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

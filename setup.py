@@ -1,0 +1,28 @@
+"""Packaging for spmamba-sb."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="spmamba-sb",
+    version="0.1.0",
+    description="SPMamba speech separation as a SpeechBrain plugin, with CPU and CUDA Mamba backends",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spmamba_sb", "spmamba_sb.*"]),
+    install_requires=[
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "speechbrain>=1.1,<1.2",
+        "hyperpyyaml>=1.2",
+        "soundfile>=0.12",
+        "numpy",
+        "tqdm",
+    ],
+    extras_require={
+        "cuda": ["mamba-ssm>=2.2"],
+        "test": ["pytest>=8", "pytest-xdist", "hypothesis", "mambapy==1.2.0"],
+    },
+    entry_points={"console_scripts": ["spmamba-demo=spmamba_sb.cli:demo_main"]},
+)

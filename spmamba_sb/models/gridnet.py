@@ -1,0 +1,112 @@
+"""GridNet mask net: conv embedding, a stack of GridNet blocks, and a deconv to spectra."""
+
+import torch
+import torch.nn as nn
+
+from spmamba_sb.nnet.gridnet_block import GridNetBlock
+from spmamba_sb.nnet.scan import check_backend
+from spmamba_sb.nnet.sequence import SEQUENCE_LAYERS
+
+
+class GridNetMaskNet(nn.Module):
+    """Map a mixture spectrum to each source's complex spectrum (spectral mapping, no mask).
+
+    ``[B, 2M, T, F] -> [B, S, 2, T, F]``: Conv2d (3x3) + GroupNorm to D channels,
+    ``num_blocks`` GridNet blocks, ConvTranspose2d (3x3) to 2S channels read as
+    (source, real/imaginary).
+
+    Arguments
+    ---------
+    num_spks : int
+        Sources S.
+    n_freqs : int
+        Frequency bins F (``n_fft // 2 + 1``).
+    num_mics : int
+        Input microphones M.
+    emb_dim : int
+        Channels D.
+    emb_kernel_size, emb_hop_size : int
+        Unfold kernel K and hop of the sequence paths.
+    num_blocks : int
+        GridNet blocks.
+    num_heads : int
+        Attention heads; must divide ``emb_dim``.
+    attention_qk_dim : int
+        Approximate query/key width per head.
+    eps : float
+        Norm epsilon.
+    sequence_layer : str
+        ``"mamba"`` (SPMamba) or ``"lstm"`` (TF-GridNet).
+    lstm_hidden_dim : int
+        Hidden units per direction for ``"lstm"``.
+    d_state, d_conv, expand : int
+        Mamba settings for ``"mamba"``.
+    scan_backend : str
+        ``"auto"``, ``"cuda"`` or ``"torch"``.
+
+    Example
+    -------
+    >>> masknet = GridNetMaskNet(num_spks=2, n_freqs=9, emb_dim=4, emb_kernel_size=3,
+    ...                          num_blocks=1, num_heads=2, attention_qk_dim=18,
+    ...                          d_state=4, expand=2, scan_backend="torch")
+    >>> masknet(torch.randn(1, 2, 6, 9)).shape
+    torch.Size([1, 2, 2, 6, 9])
+    """
+
+    def __init__(
+        self,
+        num_spks: int = 2,
+        n_freqs: int = 257,
+        num_mics: int = 1,
+        emb_dim: int = 16,
+        emb_kernel_size: int = 8,
+        emb_hop_size: int = 1,
+        num_blocks: int = 6,
+        num_heads: int = 4,
+        attention_qk_dim: int = 512,
+        eps: float = 1e-5,
+        sequence_layer: str = "mamba",
+        lstm_hidden_dim: int = 192,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 4,
+        scan_backend: str = "auto",
+    ):
+        super().__init__()
+        positive = dict(num_spks=num_spks, n_freqs=n_freqs, num_mics=num_mics, emb_dim=emb_dim,
+                        emb_kernel_size=emb_kernel_size, emb_hop_size=emb_hop_size,
+                        num_blocks=num_blocks, num_heads=num_heads, attention_qk_dim=attention_qk_dim,
+                        lstm_hidden_dim=lstm_hidden_dim)
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if emb_dim % num_heads:
+            raise ValueError(f"emb_dim={emb_dim} is not divisible by num_heads={num_heads}")
+        if sequence_layer not in SEQUENCE_LAYERS:
+            raise ValueError(f"sequence_layer={sequence_layer!r} is not one of {SEQUENCE_LAYERS}")
+        check_backend(scan_backend)
+        self.num_spks = num_spks
+        self.num_mics = num_mics
+        self.embed = nn.Sequential(
+            nn.Conv2d(2 * num_mics, emb_dim, kernel_size=3, padding=1),
+            nn.GroupNorm(1, emb_dim, eps=eps),
+        )
+        self.blocks = nn.ModuleList(
+            GridNetBlock(
+                emb_dim, n_freqs, emb_kernel_size, emb_hop_size, num_heads, attention_qk_dim, eps,
+                kind=sequence_layer, lstm_hidden_dim=lstm_hidden_dim, d_state=d_state,
+                d_conv=d_conv, expand=expand, scan_backend=scan_backend,
+            )
+            for _ in range(num_blocks)
+        )
+        self.deconv = nn.ConvTranspose2d(emb_dim, 2 * num_spks, kernel_size=3, padding=1)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """[B, 2M, T, F] -> [B, S, 2, T, F]."""
+        if spec.ndim != 4 or spec.shape[1] != 2 * self.num_mics:
+            raise ValueError(f"expected a spectrum [B, {2 * self.num_mics}, T, F], got {tuple(spec.shape)}")
+        x = self.embed(spec)  # [B, D, T, F]
+        for block in self.blocks:
+            x = block(x)  # [B, D, T, F]
+        x = self.deconv(x)  # [B, 2S, T, F]
+        return x.unflatten(1, (self.num_spks, 2))  # [B, S, 2, T, F]

@@ -1,0 +1,108 @@
+"""Full-band multi-head self-attention across frames (the TF-GridNet attention)."""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spmamba_sb.nnet.norms import LayerNorm4DCF
+
+
+class HeadProjection(nn.Module):
+    """1x1 conv, then PReLU and (channel, frequency) LayerNorm per head.
+
+    All heads run in one convolution; head h owns output channels
+    ``h * head_dim : (h + 1) * head_dim``, its own PReLU slope and its own norm group.
+
+    Arguments
+    ---------
+    input_dim : int
+        Input channels D.
+    num_heads : int
+        Heads.
+    head_dim : int
+        Output channels per head.
+    n_freqs : int
+        Frequency bins F.
+    eps : float
+        Norm epsilon.
+
+    Example
+    -------
+    >>> HeadProjection(8, num_heads=2, head_dim=3, n_freqs=5)(torch.randn(1, 8, 4, 5)).shape
+    torch.Size([1, 6, 4, 5])
+    """
+
+    def __init__(self, input_dim: int, num_heads: int, head_dim: int, n_freqs: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_heads = num_heads
+        self.conv = nn.Conv2d(input_dim, num_heads * head_dim, kernel_size=1)
+        self.act = nn.PReLU(num_parameters=num_heads)
+        self.norm = LayerNorm4DCF(num_heads * head_dim, n_freqs, num_groups=num_heads, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, D, T, F] -> [B, num_heads * head_dim, T, F]."""
+        y = self.conv(x)  # [B, heads*head_dim, T, F]
+        batch, channels, n_frames, n_freqs = y.shape
+        y = self.act(y.view(batch, self.num_heads, -1, n_frames, n_freqs)).view_as(y)
+        return self.norm(y)
+
+
+class FullBandAttention(nn.Module):
+    """Residual multi-head self-attention over frames, each frame flattened over (channels, F).
+
+    Per head, queries and keys have E * F features with ``E = ceil(attention_qk_dim / F)``
+    and values (D / num_heads) * F; attention runs through
+    ``torch.nn.functional.scaled_dot_product_attention`` (scale ``1 / sqrt(E * F)``).
+
+    Arguments
+    ---------
+    emb_dim : int
+        Channels D.
+    n_freqs : int
+        Frequency bins F.
+    num_heads : int
+        Heads; must divide ``emb_dim``.
+    attention_qk_dim : int
+        Approximate query/key width per head, E * F.
+    eps : float
+        Norm epsilon.
+
+    Example
+    -------
+    >>> attention = FullBandAttention(emb_dim=8, n_freqs=5, num_heads=2, attention_qk_dim=10)
+    >>> attention(torch.randn(1, 8, 4, 5)).shape
+    torch.Size([1, 8, 4, 5])
+    """
+
+    def __init__(
+        self, emb_dim: int, n_freqs: int, num_heads: int = 4, attention_qk_dim: int = 512, eps: float = 1e-5
+    ):
+        super().__init__()
+        if emb_dim % num_heads:
+            raise ValueError(f"emb_dim={emb_dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        qk_dim = math.ceil(attention_qk_dim / n_freqs)
+        self.query = HeadProjection(emb_dim, num_heads, qk_dim, n_freqs, eps)
+        self.key = HeadProjection(emb_dim, num_heads, qk_dim, n_freqs, eps)
+        self.value = HeadProjection(emb_dim, num_heads, emb_dim // num_heads, n_freqs, eps)
+        self.output = HeadProjection(emb_dim, 1, emb_dim, n_freqs, eps)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, heads*C, T, F] -> [B, heads, T, C*F]."""
+        batch, channels, n_frames, n_freqs = x.shape
+        x = x.view(batch, self.num_heads, channels // self.num_heads, n_frames, n_freqs)
+        return x.transpose(2, 3).reshape(batch, self.num_heads, n_frames, -1)  # [B, heads, T, C*F]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, D, T, F] -> [B, D, T, F]."""
+        batch, channels, n_frames, n_freqs = x.shape
+        attended = F.scaled_dot_product_attention(
+            self._split_heads(self.query(x)),
+            self._split_heads(self.key(x)),
+            self._split_heads(self.value(x)),
+        )  # [B, heads, T, (D/heads)*F]
+        attended = attended.view(batch, self.num_heads, n_frames, -1, n_freqs)  # [B, heads, T, D/heads, F]
+        attended = attended.transpose(2, 3).reshape(batch, channels, n_frames, n_freqs)  # [B, D, T, F]
+        return x + self.output(attended)

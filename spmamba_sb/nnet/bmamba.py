@@ -1,0 +1,65 @@
+"""Bidirectional Mamba: a pre-norm residual Mamba on the sequence and on its reverse."""
+
+import torch
+import torch.nn as nn
+
+from spmamba_sb.nnet.mixer import MambaMixer
+
+
+class BMamba(nn.Module):
+    """Two independent pre-norm residual Mamba layers, one per direction, concatenated.
+
+    ``forward = x + Mamba_f(RMSNorm_f(x))``; ``backward = flip(y + Mamba_b(RMSNorm_b(y)))``
+    with ``y = flip(x)`` along the sequence; the output is ``cat([forward, backward], -1)``.
+
+    Arguments
+    ---------
+    d_model : int
+        Input channels; the output has ``2 * d_model``.
+    d_state, d_conv, expand : int
+        Mamba settings (see :class:`~spmamba_sb.nnet.mixer.MambaMixer`).
+    eps : float
+        RMSNorm epsilon.
+    scan_backend : str
+        ``"auto"``, ``"cuda"`` or ``"torch"``.
+
+    Example
+    -------
+    >>> layer = BMamba(d_model=8, d_state=4, expand=2, scan_backend="torch")
+    >>> layer(torch.randn(3, 20, 8)).shape
+    torch.Size([3, 20, 16])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 4,
+        eps: float = 1e-5,
+        scan_backend: str = "auto",
+    ):
+        super().__init__()
+        self.output_dim = 2 * d_model
+        self.forward_norm = nn.RMSNorm(d_model, eps=eps)
+        self.forward_mixer = MambaMixer(d_model, d_state, d_conv, expand, scan_backend=scan_backend)
+        self.backward_norm = nn.RMSNorm(d_model, eps=eps)
+        self.backward_mixer = MambaMixer(d_model, d_state, d_conv, expand, scan_backend=scan_backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run both directions.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [rows, L, d_model].
+
+        Returns
+        -------
+        torch.Tensor
+            [rows, L, 2 * d_model].
+        """
+        forward = x + self.forward_mixer(self.forward_norm(x))  # [rows, L, d_model]
+        reverse = x.flip(1)  # [rows, L, d_model], time reversed
+        backward = reverse + self.backward_mixer(self.backward_norm(reverse))
+        return torch.cat([forward, backward.flip(1)], dim=-1)  # [rows, L, 2*d_model]

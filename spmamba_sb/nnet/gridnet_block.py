@@ -1,0 +1,126 @@
+"""One TF-GridNet block: intra-frame and inter-frame sequence modelling, then full-band attention."""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spmamba_sb.nnet.attention import FullBandAttention
+from spmamba_sb.nnet.norms import LayerNorm4D
+from spmamba_sb.nnet.sequence import build_sequence_layer
+
+
+class SequencePath(nn.Module):
+    """Residual sequence modelling along the last axis of [B, D, R, S].
+
+    Norm over channels, unfold K neighbours with hop ``emb_hop_size`` into D * K features,
+    run the sequence layer over the S' unfolded steps of each of the B * R rows, and map
+    back to D channels at the original positions with a transposed 1-D convolution.
+    S must equal ``(S' - 1) * emb_hop_size + K`` (the block pads to that).
+
+    Arguments
+    ---------
+    emb_dim : int
+        Channels D.
+    emb_kernel_size : int
+        Unfold kernel K.
+    emb_hop_size : int
+        Unfold hop.
+    eps : float
+        Norm epsilon.
+    **sequence_kwargs
+        Passed to :func:`~spmamba_sb.nnet.sequence.build_sequence_layer`.
+
+    Example
+    -------
+    >>> path = SequencePath(4, 3, 1, kind="lstm", lstm_hidden_dim=5)
+    >>> path(torch.randn(2, 4, 6, 7)).shape
+    torch.Size([2, 4, 6, 7])
+    """
+
+    def __init__(self, emb_dim: int, emb_kernel_size: int, emb_hop_size: int, eps: float = 1e-5, **sequence_kwargs):
+        super().__init__()
+        self.emb_kernel_size = emb_kernel_size
+        self.emb_hop_size = emb_hop_size
+        self.norm = LayerNorm4D(emb_dim, eps)
+        self.sequence = build_sequence_layer(input_dim=emb_dim * emb_kernel_size, eps=eps, **sequence_kwargs)
+        self.project = nn.ConvTranspose1d(
+            self.sequence.output_dim, emb_dim, emb_kernel_size, stride=emb_hop_size
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, D, R, S] -> [B, D, R, S]."""
+        batch, channels, n_rows, seq_len = x.shape
+        y = self.norm(x).transpose(1, 2).reshape(batch * n_rows, channels, seq_len)  # [B*R, D, S]
+        y = y.unfold(-1, self.emb_kernel_size, self.emb_hop_size)  # [B*R, D, S', K]
+        y = y.transpose(1, 2).flatten(2)  # [B*R, S', D*K], feature index d*K + k
+        y = self.sequence(y)  # [B*R, S', 2H]
+        y = self.project(y.transpose(1, 2))  # [B*R, D, S]
+        return x + y.view(batch, n_rows, channels, seq_len).transpose(1, 2)  # [B, D, R, S]
+
+
+class GridNetBlock(nn.Module):
+    """TF-GridNet block with a configurable sequence layer: [B, D, T, F] -> [B, D, T, F].
+
+    T and F are zero-padded up to lengths the unfolding covers exactly (at least K),
+    the intra-frame path runs along F (rows B * T) and the inter-frame path along T
+    (rows B * F), the padding is cropped, and full-band attention across frames follows.
+
+    Arguments
+    ---------
+    emb_dim : int
+        Channels D.
+    n_freqs : int
+        Frequency bins F.
+    emb_kernel_size : int
+        Unfold kernel K.
+    emb_hop_size : int
+        Unfold hop.
+    num_heads : int
+        Attention heads.
+    attention_qk_dim : int
+        Approximate query/key width per head.
+    eps : float
+        Norm epsilon.
+    **sequence_kwargs
+        Passed to :func:`~spmamba_sb.nnet.sequence.build_sequence_layer` (``kind``, ...).
+
+    Example
+    -------
+    >>> block = GridNetBlock(4, n_freqs=9, emb_kernel_size=3, num_heads=2,
+    ...                      attention_qk_dim=18, kind="mamba", d_state=4, expand=2,
+    ...                      scan_backend="torch")
+    >>> block(torch.randn(2, 4, 6, 9)).shape
+    torch.Size([2, 4, 6, 9])
+    """
+
+    def __init__(
+        self,
+        emb_dim: int,
+        n_freqs: int,
+        emb_kernel_size: int = 8,
+        emb_hop_size: int = 1,
+        num_heads: int = 4,
+        attention_qk_dim: int = 512,
+        eps: float = 1e-5,
+        **sequence_kwargs,
+    ):
+        super().__init__()
+        self.emb_kernel_size = emb_kernel_size
+        self.emb_hop_size = emb_hop_size
+        self.intra = SequencePath(emb_dim, emb_kernel_size, emb_hop_size, eps, **sequence_kwargs)
+        self.inter = SequencePath(emb_dim, emb_kernel_size, emb_hop_size, eps, **sequence_kwargs)
+        self.attention = FullBandAttention(emb_dim, n_freqs, num_heads, attention_qk_dim, eps)
+
+    def _padded_length(self, length: int) -> int:
+        steps = max(0, math.ceil((length - self.emb_kernel_size) / self.emb_hop_size))
+        return steps * self.emb_hop_size + self.emb_kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, D, T, F] -> [B, D, T, F]."""
+        n_frames, n_freqs = x.shape[-2:]
+        x = F.pad(x, (0, self._padded_length(n_freqs) - n_freqs, 0, self._padded_length(n_frames) - n_frames))
+        x = self.intra(x)  # [B, D, T, F] padded, sequences along F
+        x = self.inter(x.transpose(2, 3)).transpose(2, 3)  # [B, D, T, F] padded, sequences along T
+        return self.attention(x[..., :n_frames, :n_freqs])  # [B, D, T, F]

@@ -1,0 +1,353 @@
+"""Selective scan of Mamba (S6): a pure-PyTorch implementation and the mamba-ssm CUDA kernel.
+
+The recurrence, per channel ``d`` and state ``n`` (Gu & Dao 2023, Alg. 2)::
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t
+    y_t = <C_t, h_t> + D * u_t,        then   y_t = y_t * silu(z_t)
+
+Layouts in this module are batch-first and sequence-major, as the mixer holds them:
+``u``, ``delta``, ``z``: [B, L, D]; ``A``: [D, N]; ``B``, ``C``: [B, L, N]; ``D``: [D].
+Here L is the sequence length, D the inner channels and N the state size.
+
+Backends
+--------
+``"torch"``: pure PyTorch, any device. The sequence is processed in chunks (by default
+as many steps as keep one [B, chunk, D, N] tensor near ``CHUNK_ELEMENTS[device type]``
+elements, at most ``MAX_CHUNK_SIZE``) with a log-depth (Hillis-Steele) scan inside each chunk. Only
+one chunk's [B, chunk, D, N] tensors exist at a time, and under autograd each chunk is
+recomputed in the backward pass (activation checkpointing), so memory is bounded by the
+chunk size, not by L. All arithmetic is fp32 whatever the input dtype.
+
+``"cuda"``: ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` on CUDA tensors.
+
+``"auto"``: ``"cuda"`` for CUDA tensors when mamba-ssm imports, else ``"torch"``.
+The environment variable ``SPMAMBA_SCAN_BACKEND`` overrides ``"auto"``.
+mamba-ssm is imported lazily, the first time a CUDA tensor asks for it, and nowhere else
+in the package.
+"""
+
+import logging
+import os
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+logger = logging.getLogger(__name__)
+
+SCAN_BACKENDS = ("auto", "cuda", "torch")
+BACKEND_ENV_VAR = "SPMAMBA_SCAN_BACKEND"
+MAX_CHUNK_SIZE = 64
+# Elements of one [B, chunk, D, N] tensor the torch scan aims for: small on a CPU, where a
+# step-by-step loop is fastest, larger on a GPU, where each step costs kernel launches.
+CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
+_INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-ssm>=2.2)"
+
+_kernel_cache: dict = {}
+_logged_choices: set = set()
+
+
+def _load_kernel() -> Optional[Callable]:
+    """Return mamba-ssm's ``selective_scan_fn``, or None when it is missing or broken.
+
+    A missing package is silent; a package that is installed but fails to import warns
+    once, with the error.
+    """
+    if "fn" not in _kernel_cache:
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        except ModuleNotFoundError as error:
+            _kernel_cache["error"] = error
+            selective_scan_fn = None
+        except Exception as error:  # a broken build raises anything from OSError up
+            _kernel_cache["error"] = error
+            logger.warning(
+                "mamba-ssm is installed but failed to import (%s: %s); "
+                "using the pure-PyTorch selective scan.",
+                type(error).__name__,
+                error,
+            )
+            selective_scan_fn = None
+        _kernel_cache["fn"] = selective_scan_fn
+    return _kernel_cache["fn"]
+
+
+def check_backend(name: str) -> str:
+    """Validate a backend name.
+
+    Arguments
+    ---------
+    name : str
+        One of ``"auto"``, ``"cuda"``, ``"torch"``.
+
+    Returns
+    -------
+    str
+        ``name`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known backend.
+
+    Example
+    -------
+    >>> check_backend("torch")
+    'torch'
+    """
+    if name not in SCAN_BACKENDS:
+        raise ValueError(f"scan_backend={name!r} is not one of {SCAN_BACKENDS}")
+    return name
+
+
+def resolve_backend(requested: str, device: torch.device) -> str:
+    """Decide which backend runs a scan on ``device``.
+
+    Arguments
+    ---------
+    requested : str
+        ``"auto"``, ``"cuda"`` or ``"torch"``. ``"auto"`` is first replaced by the value
+        of ``SPMAMBA_SCAN_BACKEND`` when that variable is set.
+    device : torch.device
+        Device of the tensors to scan.
+
+    Returns
+    -------
+    str
+        ``"cuda"`` or ``"torch"``.
+
+    Raises
+    ------
+    ImportError
+        If ``"cuda"`` is requested and mamba-ssm cannot be imported.
+    ValueError
+        If ``"cuda"`` is requested for tensors that are not on a CUDA device, or a name
+        is unknown.
+
+    Example
+    -------
+    >>> resolve_backend("auto", torch.device("cpu"))
+    'torch'
+    """
+    check_backend(requested)
+    if requested == "auto" and os.environ.get(BACKEND_ENV_VAR):
+        requested = check_backend(os.environ[BACKEND_ENV_VAR].strip().lower())
+    if requested == "torch":
+        return "torch"
+    if requested == "cuda":
+        if device.type != "cuda":
+            raise ValueError(f"scan_backend='cuda' needs CUDA tensors, got device {device}")
+        if _load_kernel() is None:
+            raise ImportError(
+                f"scan_backend='cuda' but mamba-ssm is unavailable "
+                f"({_kernel_cache.get('error')}); {_INSTALL_HINT}"
+            )
+        return "cuda"
+    choice = "cuda" if device.type == "cuda" and _load_kernel() is not None else "torch"
+    if (device.type, choice) not in _logged_choices:
+        _logged_choices.add((device.type, choice))
+        logger.info("selective scan backend 'auto' -> %r on %s tensors", choice, device.type)
+    return choice
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    backend: str = "auto",
+    chunk_size: Optional[int] = None,
+) -> torch.Tensor:
+    """Run the selective scan with the chosen backend.
+
+    Arguments
+    ---------
+    u : torch.Tensor
+        Input, [B, L, D].
+    delta : torch.Tensor
+        Step sizes before ``delta_bias`` and softplus, [B, L, D].
+    A : torch.Tensor
+        State matrix (negative), [D, N].
+    B : torch.Tensor
+        Input projection per step, [B, L, N].
+    C : torch.Tensor
+        Output projection per step, [B, L, N].
+    D : torch.Tensor, optional
+        Skip connection, [D].
+    z : torch.Tensor, optional
+        Gate, [B, L, D]; the output is multiplied by ``silu(z)``.
+    delta_bias : torch.Tensor, optional
+        Added to ``delta``, [D].
+    delta_softplus : bool
+        Apply softplus to ``delta`` (after the bias).
+    backend : str
+        ``"auto"``, ``"cuda"`` or ``"torch"`` (see :func:`resolve_backend`).
+    chunk_size : int, optional
+        Steps per chunk of the ``"torch"`` backend; None picks it from ``CHUNK_ELEMENTS``.
+
+    Returns
+    -------
+    torch.Tensor
+        Output, [B, L, D], in the dtype of ``u``.
+
+    Example
+    -------
+    >>> u, delta, z = torch.randn(3, 2, 10, 4).unbind(0)
+    >>> A = -torch.rand(4, 3)
+    >>> B, C = torch.randn(2, 2, 10, 3).unbind(0)
+    >>> selective_scan(u, delta, A, B, C, delta_softplus=True, backend="torch").shape
+    torch.Size([2, 10, 4])
+    """
+    if resolve_backend(backend, u.device) == "cuda":
+        kernel = _load_kernel()
+        y = kernel(
+            u.transpose(1, 2).contiguous(),  # [B, D, L]
+            delta.transpose(1, 2).contiguous(),  # [B, D, L]
+            A.contiguous(),
+            B.transpose(1, 2).contiguous(),  # [B, N, L]
+            C.transpose(1, 2).contiguous(),  # [B, N, L]
+            D=None if D is None else D.float(),
+            z=None if z is None else z.transpose(1, 2).contiguous(),  # [B, D, L]
+            delta_bias=None if delta_bias is None else delta_bias.float(),
+            delta_softplus=delta_softplus,
+        )
+        return y.transpose(1, 2)  # [B, L, D]
+    return selective_scan_torch(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size
+    )
+
+
+def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """Upcast to fp32 and apply the step-size bias and softplus."""
+    u, delta, B, C, A = u.float(), delta.float(), B.float(), C.float(), A.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return u, delta, A, B, C
+
+
+def _finish(y, u, D, z, dtype):
+    """Add the skip term, apply the gate and cast back."""
+    if D is not None:
+        y = y + u * D.float()
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype)
+
+
+def _scan_chunk(
+    state: torch.Tensor,
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+):
+    """Scan one chunk from ``state`` [B, D, N]; inputs are fp32 with length c <= chunk size.
+
+    Returns the chunk's output [B, c, D] and the state after its last step [B, D, N].
+    """
+    decay = torch.exp(delta.unsqueeze(-1) * A)  # [B, c, D, N], in (0, 1]
+    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # [B, c, D, N]
+    # Hillis-Steele scan of h_t = decay_t * h_{t-1} + drive_t: after the loop `drive`
+    # holds the states from a zero start and `decay` the running product of decays.
+    offset = 1
+    while offset < decay.shape[1]:
+        drive = torch.cat(
+            [drive[:, :offset], torch.addcmul(drive[:, offset:], decay[:, offset:], drive[:, :-offset])],
+            dim=1,
+        )
+        decay = torch.cat([decay[:, :offset], decay[:, offset:] * decay[:, :-offset]], dim=1)
+        offset *= 2
+    states = torch.addcmul(drive, decay, state.unsqueeze(1))  # [B, c, D, N]
+    y = torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)  # [B, c, D]
+    return y, states[:, -1].clone()  # a copy, so the chunk's states can be freed
+
+
+def selective_scan_torch(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    chunk_size: Optional[int] = None,
+) -> torch.Tensor:
+    """Chunked pure-PyTorch selective scan; arguments and shapes as :func:`selective_scan`.
+
+    Example
+    -------
+    >>> u, delta = torch.randn(2, 1, 100, 4).unbind(0)
+    >>> B, C = torch.randn(2, 1, 100, 3).unbind(0)
+    >>> selective_scan_torch(u, delta, -torch.rand(4, 3), B, C, chunk_size=16).shape
+    torch.Size([1, 100, 4])
+    """
+    batch, length, channels = u.shape
+    if chunk_size is None:
+        budget = CHUNK_ELEMENTS.get(u.device.type, CHUNK_ELEMENTS["cpu"])
+        chunk_size = max(1, min(MAX_CHUNK_SIZE, budget // (batch * channels * A.shape[1])))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dtype = u.dtype
+    with torch.autocast(u.device.type, enabled=False):
+        u32, delta32, A32, B32, C32 = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        state = u32.new_zeros(batch, channels, A32.shape[1])  # [B, D, N]
+        use_checkpoint = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (u32, delta32, A32, B32, C32)
+        )
+        outputs = []
+        for start in range(0, length, chunk_size):
+            window = slice(start, start + chunk_size)
+            args = (state, u32[:, window], delta32[:, window], A32, B32[:, window], C32[:, window])
+            if use_checkpoint:
+                y, state = checkpoint(_scan_chunk, *args, use_reentrant=False)
+            else:
+                y, state = _scan_chunk(*args)
+            outputs.append(y)
+        y = torch.cat(outputs, dim=1)  # [B, L, D]
+        return _finish(y, u32, D, z, dtype)
+
+
+def selective_scan_reference(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+) -> torch.Tensor:
+    """The recurrence written step by step; slow, kept as the ground truth for tests.
+
+    Arguments and shapes as :func:`selective_scan`.
+
+    Example
+    -------
+    >>> u, delta = torch.randn(2, 1, 5, 4).unbind(0)
+    >>> B, C = torch.randn(2, 1, 5, 3).unbind(0)
+    >>> selective_scan_reference(u, delta, -torch.rand(4, 3), B, C).shape
+    torch.Size([1, 5, 4])
+    """
+    dtype = u.dtype
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    state = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # [B, D, N]
+    outputs = []
+    for t in range(u.shape[1]):
+        decay = torch.exp(delta[:, t, :, None] * A)  # [B, D, N]
+        drive = (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]  # [B, D, N]
+        state = decay * state + drive
+        outputs.append((state * C[:, t, None, :]).sum(-1))  # [B, D]
+    y = torch.stack(outputs, dim=1)  # [B, L, D]
+    return _finish(y, u, D, z, dtype)

@@ -1,0 +1,122 @@
+"""The mamba-ssm CUDA scan against the pure-PyTorch scan, on a GPU with mamba-ssm installed."""
+
+import copy
+
+import pytest
+import torch
+
+from spmamba_sb import SPMamba
+from spmamba_sb.nnet.mixer import MambaMixer
+
+pytestmark = pytest.mark.gpu
+RTOL = 1e-4  # fp32, relative to the largest magnitude of the compared tensor
+GRAD_RTOL = 1e-3  # fp32 full-model gradients (input, all parameters together), relative L2 norm
+PARAM_GRAD_RTOL = 1e-2  # one parameter's gradient, relative L2 norm (measured worst on H100: 2.7e-3)
+
+
+@pytest.fixture(autouse=True)
+def _exact_fp32():
+    """Compare true fp32: TF32 convolutions would round the two paths' inputs differently."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _assert_close(actual, expected):
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=RTOL * max(scale, 1e-6))
+
+
+def _run(module, x):
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    weights = torch.randn(y.shape, generator=torch.Generator(device=y.device).manual_seed(3), device=y.device)
+    (y * weights).sum().backward()
+    return y.detach(), x.grad, {n: p.grad for n, p in module.named_parameters()}
+
+
+def _pair(module):
+    """The same module twice: one on the CUDA kernel, one on the torch scan."""
+    torch_copy = copy.deepcopy(module)
+    for m in torch_copy.modules():
+        if isinstance(m, MambaMixer):
+            m.scan_backend = "torch"
+    for m in module.modules():
+        if isinstance(m, MambaMixer):
+            m.scan_backend = "cuda"
+    return module, torch_copy
+
+
+@pytest.mark.parametrize("rows,length", [(4, 64), (3, 1000), (16, 250)])
+def test_mixer_cuda_equals_torch(rows, length):
+    torch.manual_seed(0)
+    cuda_mixer, torch_mixer = _pair(MambaMixer(128, d_state=16, expand=4).cuda())
+    x = torch.randn(rows, length, 128, device="cuda")
+    y_cuda, gx_cuda, gp_cuda = _run(cuda_mixer, x)
+    y_torch, gx_torch, gp_torch = _run(torch_mixer, x)
+    assert cuda_mixer.last_scan_backend == "cuda" and torch_mixer.last_scan_backend == "torch"
+    _assert_close(y_cuda, y_torch)
+    _assert_close(gx_cuda, gx_torch)
+    for name in gp_torch:
+        _assert_close(gp_cuda[name], gp_torch[name])
+
+
+def test_mamba_ssm_state_dict_round_trip():
+    from mamba_ssm.modules.mamba_simple import Mamba
+
+    torch.manual_seed(0)
+    theirs = Mamba(d_model=64, d_state=16, d_conv=4, expand=4).cuda()
+    ours = MambaMixer(64, d_state=16, d_conv=4, expand=4, scan_backend="cuda").cuda()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 300, 64, device="cuda")
+    with torch.no_grad():
+        _assert_close(ours(x), theirs(x))
+
+
+def _relative_l2(actual, expected):
+    return ((actual - expected).norm() / expected.norm()).item()
+
+
+def test_full_model_cuda_equals_torch():
+    """Outputs agree to RTOL elementwise; gradients through two blocks accumulate fp32
+    reduction-order differences, so they are compared by relative L2 norm (GRAD_RTOL)."""
+    torch.manual_seed(0)
+    model = SPMamba(num_blocks=2).cuda()
+    cuda_model, torch_model = _pair(model)
+    mix = torch.randn(2, 16000, device="cuda")
+    y_cuda, gx_cuda, gp_cuda = _run(cuda_model, mix)
+    y_torch, gx_torch, gp_torch = _run(torch_model, mix)
+    _assert_close(y_cuda, y_torch)
+    input_error = _relative_l2(gx_cuda, gx_torch)
+    all_cuda = torch.cat([g.flatten() for g in gp_cuda.values()])
+    all_torch = torch.cat([gp_torch[n].flatten() for n in gp_cuda])
+    total_error = _relative_l2(all_cuda, all_torch)
+    # Some gradients are zero in exact arithmetic (e.g. the key norm's bias: softmax ignores a
+    # shift shared by all keys); their relative error is meaningless, so they are held to the
+    # overall scale instead.
+    floor = 1e-4 * all_torch.norm()
+    per_param = {n: ((gp_cuda[n] - gp_torch[n]).norm() / torch.maximum(gp_torch[n].norm(), floor)).item()
+                 for n in gp_torch}
+    worst = max(per_param, key=per_param.get)
+    print(f"output max diff {(y_cuda - y_torch).abs().max().item():.2e}; gradients, relative L2: "
+          f"input {input_error:.2e}, all parameters {total_error:.2e}, worst parameter {worst} {per_param[worst]:.2e}")
+    assert input_error < GRAD_RTOL and total_error < GRAD_RTOL and per_param[worst] < PARAM_GRAD_RTOL
+
+
+@pytest.mark.parametrize("backend", ["cuda", "torch"])
+def test_bf16_autocast_published_model(backend):
+    torch.manual_seed(0)
+    model = SPMamba(scan_backend=backend).cuda()
+    mix = torch.randn(1, 4 * 16000, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(mix)
+    assert torch.isfinite(out).all()
+    out.pow(2).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    with torch.no_grad():
+        reference = model(mix)
+    error = (out.detach() - reference).norm() / reference.norm()
+    print(f"bf16 autocast vs fp32 ({backend}): relative L2 error {error:.3e}")
+    assert error < 0.1

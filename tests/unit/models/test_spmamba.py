@@ -1,0 +1,105 @@
+"""SPMamba / TFGridNet: published sizes, keywords, input forms, bad input, normalisation."""
+
+import pytest
+import torch
+
+from spmamba_sb import SPMamba, TFGridNet
+from spmamba_sb.models.pipeline import normalise
+
+TINY = dict(n_fft=32, hop_length=8, emb_dim=4, num_blocks=1, num_heads=2, attention_qk_dim=17,
+            emb_kernel_size=3, d_state=4, expand=2, scan_backend="torch")
+
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_published_parameter_counts():
+    assert _count(SPMamba()) == 6_141_826
+    assert _count(SPMamba(n_fft=256, stride=64)) == 6_094_498
+
+
+def test_reference_keywords():
+    reference_config = dict(input_dim=64, n_srcs=3, n_fft=32, stride=8, window="hann", n_imics=2, n_layers=2,
+                            lstm_hidden_units=7, attn_n_head=2, attn_approx_qk_dim=17, emb_dim=4, emb_ks=3,
+                            emb_hs=2, activation="prelu", eps=1e-5)
+    model = SPMamba(d_state=4, expand=2, scan_backend="torch", **reference_config)
+    assert model.masknet.num_spks == 3 and model.masknet.num_mics == 2 and len(model.masknet.blocks) == 2
+    assert model.encoder.hop_length == 8 and model.masknet.blocks[0].emb_hop_size == 2
+    assert model(torch.randn(1, 300, 2)).shape == (1, 3, 300)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_src'"):
+        SPMamba(n_src=2)
+    with pytest.raises(ValueError, match="activation='relu'"):
+        SPMamba(activation="relu")
+
+
+@pytest.mark.parametrize("shape,expected", [((300,), (1, 2, 300)), ((3, 300), (3, 2, 300)), ((2, 300, 1), (2, 2, 300))])
+def test_input_forms(shape, expected):
+    assert SPMamba(**TINY)(torch.randn(shape)).shape == expected
+
+
+def test_tfgridnet_is_the_same_network_with_lstm():
+    model = TFGridNet(lstm_hidden_dim=6, **{k: v for k, v in TINY.items() if k not in ("d_state", "expand")})
+    layer = model.masknet.blocks[0].intra.sequence
+    assert type(layer).__name__ == "BLSTM" and layer.lstm.hidden_size == 6
+    assert model(torch.randn(2, 300)).shape == (2, 2, 300)
+    assert TFGridNet(lstm_hidden_units=5).masknet.blocks[0].inter.sequence.lstm.hidden_size == 5
+    with pytest.raises(TypeError, match="fixes sequence_layer"):
+        TFGridNet(sequence_layer="mamba")
+
+
+def test_silence_gives_silence():
+    out = SPMamba(**TINY)(torch.zeros(2, 300))
+    assert torch.equal(out, torch.zeros(2, 2, 300))
+    _, scale = normalise(torch.zeros(1, 1, 10))
+    assert scale.item() == 0
+
+
+@pytest.mark.parametrize("mix,match", [
+    (torch.randn(2, 31), "31 samples, shorter than one STFT frame"),
+    (torch.randn(1, 2, 300, 1), r"expected a waveform of shape \[L\], \[B, L\] or \[B, L, M\]"),
+    (torch.tensor([[0.1] * 299 + [float("nan")]]), "NaN or Inf"),
+    (torch.tensor([[0.1] * 299 + [float("inf")]]), "NaN or Inf"),
+    (torch.randn(1, 300, 2), "expects 1 microphone"),
+    (torch.zeros(1, 300, dtype=torch.int16), "floating-point"),
+])
+def test_bad_input(mix, match):
+    with pytest.raises(ValueError, match=match):
+        SPMamba(**TINY)(mix)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(emb_dim=6, num_heads=4), "emb_dim=6 is not divisible by num_heads=4"),
+    (dict(sequence_layer="transformer"), "sequence_layer='transformer'"),
+    (dict(n_fft=255), "n_fft must be an even int"),
+    (dict(num_blocks=0), "num_blocks must be a positive int"),
+    (dict(scan_backend="fast"), "scan_backend='fast'"),
+])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SPMamba(**kwargs)
+
+
+def test_output_scales_with_input():
+    model = SPMamba(**TINY).eval()
+    mix = torch.randn(2, 300)
+    with torch.no_grad():
+        torch.testing.assert_close(model(mix * 1e-3), model(mix) * 1e-3, rtol=1e-4, atol=1e-7)
+
+
+def test_training_step_updates_every_parameter():
+    model = SPMamba(**TINY)
+    mix = torch.randn(2, 300)
+    loss = model(mix).pow(2).mean()
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+def test_bf16_autocast_runs_without_nan():
+    model = SPMamba(**TINY)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 300))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.pow(2).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

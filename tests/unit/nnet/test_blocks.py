@@ -1,0 +1,97 @@
+"""Norms, attention, STFT, sequence registry and the GridNet block on tiny CPU inputs."""
+
+import math
+
+import pytest
+import torch
+
+from spmamba_sb.nnet.attention import FullBandAttention
+from spmamba_sb.nnet.gridnet_block import GridNetBlock
+from spmamba_sb.nnet.norms import LayerNorm4D, LayerNorm4DCF
+from spmamba_sb.nnet.sequence import build_sequence_layer
+from spmamba_sb.nnet.stft import ISTFTDecoder, STFTConfig, STFTEncoder
+
+
+def test_layernorm4d_normalises_channels():
+    y = LayerNorm4D(5)(torch.randn(2, 5, 3, 4) * 7 + 3)
+    torch.testing.assert_close(y.mean(1), torch.zeros(2, 3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(2, 3, 4), atol=1e-3, rtol=0)
+
+
+def test_layernorm4dcf_groups_are_independent():
+    norm = LayerNorm4DCF(4, n_freqs=6, num_groups=2)
+    x = torch.randn(1, 4, 3, 6)
+    x[:, 2:] = x[:, 2:] * 100 + 50
+    y = norm(x)
+    for group in (y[:, :2], y[:, 2:]):
+        torch.testing.assert_close(group.mean(dim=(1, 3)), torch.zeros(1, 3), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="not divisible"):
+        LayerNorm4DCF(5, 6, num_groups=2)
+
+
+def test_attention_sizes_follow_reference():
+    attention = FullBandAttention(emb_dim=16, n_freqs=257, num_heads=4, attention_qk_dim=512)
+    assert attention.query.conv.out_channels == 4 * math.ceil(512 / 257)
+    assert attention.value.conv.out_channels == 16
+    assert sum(p.numel() for p in attention.parameters()) == 25501
+    assert attention(torch.randn(1, 16, 5, 257)).shape == (1, 16, 5, 257)
+    with pytest.raises(ValueError, match="emb_dim=6 is not divisible by num_heads=4"):
+        FullBandAttention(emb_dim=6, n_freqs=9, num_heads=4)
+
+
+def test_attention_mixes_frames_only_through_attention():
+    attention = FullBandAttention(emb_dim=4, n_freqs=5, num_heads=2, attention_qk_dim=10)
+    x = torch.randn(1, 4, 6, 5, requires_grad=True)
+    weights = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    (attention(x)[0, :, 0] * weights).sum().backward()  # a plain sum of a normalised frame is constant
+    assert x.grad[0, :, 5].abs().sum() > 0  # frame 0's output depends on frame 5
+
+
+def test_stft_round_trip():
+    encoder, decoder = STFTEncoder(64, 16), ISTFTDecoder(64, 16)
+    wave = torch.randn(2, 3, 1001)
+    spec = encoder(wave)
+    assert spec.shape == (2, 3, 2, encoder.num_frames(1001), 33)
+    torch.testing.assert_close(decoder(spec, length=1001), wave, atol=1e-5, rtol=1e-5)
+
+
+def test_stft_runs_in_fp32_under_autocast():
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        spec = STFTEncoder(32, 8)(torch.randn(1, 200))
+        wave = ISTFTDecoder(32, 8)(spec, length=200)
+    assert spec.dtype == torch.float32 and wave.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n_fft=33), "n_fft must be an even int"), (dict(n_fft=32, hop_length=0), "hop_length"),
+    (dict(n_fft=32, hop_length=8, window="hanning"), "window='hanning' is not one of"),
+    (dict(n_fft=32, hop_length=8, win_length=64), "win_length"),
+])
+def test_stft_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        STFTConfig(**kwargs)
+
+
+def test_sequence_registry():
+    assert build_sequence_layer("mamba", 8, d_state=4, expand=2).output_dim == 16
+    assert build_sequence_layer("lstm", 8, lstm_hidden_dim=3)(torch.randn(2, 5, 8)).shape == (2, 5, 6)
+    with pytest.raises(ValueError, match="sequence_layer='gru' is not one of"):
+        build_sequence_layer("gru", 8)
+
+
+@pytest.mark.parametrize("kind", ["mamba", "lstm"])
+@pytest.mark.parametrize("n_frames,n_freqs,kernel,hop", [(7, 9, 3, 1), (2, 9, 4, 2), (11, 10, 4, 3)])
+def test_gridnet_block_shapes_and_gradients(kind, n_frames, n_freqs, kernel, hop):
+    block = GridNetBlock(4, n_freqs, kernel, hop, num_heads=2, attention_qk_dim=18, kind=kind,
+                         lstm_hidden_dim=5, d_state=4, expand=2, scan_backend="torch")
+    x = torch.randn(2, 4, n_frames, n_freqs, requires_grad=True)
+    y = block(x)
+    assert y.shape == x.shape
+    y.pow(2).mean().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in block.parameters())
+
+
+def test_gridnet_block_parameter_count_of_published_config():
+    block = GridNetBlock(16, 257, 8, 1, num_heads=4, attention_qk_dim=512, kind="mamba", expand=4)
+    assert sum(p.numel() for p in block.parameters()) == 1_023_485

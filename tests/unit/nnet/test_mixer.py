@@ -1,0 +1,83 @@
+"""MambaMixer: mamba-ssm's parameter layout and initialisation, shapes and gradients."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spmamba_sb.nnet.mixer import MambaMixer
+
+
+def mamba_ssm_shapes(d_model, d_state=16, d_conv=4, expand=2):
+    """Names and shapes of ``mamba_ssm.modules.mamba_simple.Mamba`` parameters (v2.x)."""
+    d_inner = expand * d_model
+    dt_rank = math.ceil(d_model / 16)
+    return {
+        "A_log": (d_inner, d_state),
+        "D": (d_inner,),
+        "in_proj.weight": (2 * d_inner, d_model),
+        "conv1d.weight": (d_inner, 1, d_conv),
+        "conv1d.bias": (d_inner,),
+        "x_proj.weight": (dt_rank + 2 * d_state, d_inner),
+        "dt_proj.weight": (d_inner, dt_rank),
+        "dt_proj.bias": (d_inner,),
+        "out_proj.weight": (d_model, d_inner),
+    }
+
+
+@pytest.mark.parametrize("d_model,d_state,d_conv,expand", [(128, 16, 4, 4), (16, 8, 3, 2)])
+def test_state_dict_matches_mamba_ssm(d_model, d_state, d_conv, expand):
+    mixer = MambaMixer(d_model, d_state, d_conv, expand)
+    shapes = mamba_ssm_shapes(d_model, d_state, d_conv, expand)
+    assert {k: tuple(v.shape) for k, v in mixer.state_dict().items()} == shapes
+    foreign = {k: torch.randn(s) for k, s in shapes.items()}
+    mixer.load_state_dict(foreign, strict=True)
+    assert torch.equal(mixer.x_proj.weight, foreign["x_proj.weight"])
+
+
+def test_initialisation_follows_mamba():
+    mixer = MambaMixer(d_model=32, d_state=16, expand=4, dt_min=0.001, dt_max=0.1)
+    assert torch.allclose(mixer.A_log, torch.log(torch.arange(1, 17.0)).expand(128, 16))
+    assert torch.equal(mixer.D, torch.ones(128))
+    dt = F.softplus(mixer.dt_proj.bias)
+    assert dt.min() >= 0.001 * 0.999 and dt.max() <= 0.1 * 1.001
+    bound = mixer.dt_rank**-0.5
+    assert mixer.dt_proj.weight.abs().max() <= bound
+    assert mixer.in_proj.bias is None and mixer.x_proj.bias is None and mixer.out_proj.bias is None
+    assert mixer.no_weight_decay() == {"A_log", "D"}
+
+
+def test_forward_shape_backend_and_gradients():
+    mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
+    x = torch.randn(3, 21, 8, requires_grad=True)
+    y = mixer(x)
+    assert y.shape == (3, 21, 8) and mixer.last_scan_backend == "torch"
+    y.pow(2).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in mixer.parameters())
+    assert torch.isfinite(x.grad).all()
+
+
+def test_mixer_is_causal():
+    mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
+    x = torch.randn(1, 30, 8)
+    changed = x.clone()
+    changed[:, 20:] += 1.0
+    with torch.no_grad():
+        y, y_changed = mixer(x), mixer(changed)
+    torch.testing.assert_close(y[:, :20], y_changed[:, :20])
+    assert not torch.allclose(y[:, 20:], y_changed[:, 20:])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(d_model=0), "d_model"), (dict(d_model=8, d_state=-1), "d_state"),
+    (dict(d_model=8, scan_backend="triton"), "scan_backend"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MambaMixer(**kwargs)
+
+
+def test_wrong_input_shape():
+    with pytest.raises(ValueError, match=r"expected input \[rows, L, 8\]"):
+        MambaMixer(8)(torch.randn(2, 5, 7))

@@ -1,0 +1,149 @@
+"""The pure-PyTorch selective scan against the step-by-step recurrence, and backend choice."""
+
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from spmamba_sb.nnet import scan
+from spmamba_sb.nnet.scan import resolve_backend, selective_scan, selective_scan_reference, selective_scan_torch
+
+
+def _inputs(batch, length, channels, n_state, delta_scale=1.0, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    u, delta, z = (torch.randn(batch, length, channels, generator=gen) for _ in range(3))
+    A = -torch.rand(channels, n_state, generator=gen) * 8 - 0.1
+    B, C = (torch.randn(batch, length, n_state, generator=gen) for _ in range(2))
+    D = torch.randn(channels, generator=gen)
+    bias = torch.randn(channels, generator=gen)
+    return dict(u=u, delta=delta * delta_scale, A=A, B=B, C=C, D=D, z=z, delta_bias=bias)
+
+
+def _grads(fn, inputs):
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    y = fn(**leaves, delta_softplus=True)
+    weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+    grads = torch.autograd.grad((y * weights).sum(), [leaves[k] for k in ("u", "delta", "A", "B", "C", "D", "z")])
+    return y.detach(), grads
+
+
+def _close(actual, expected):
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * max(1.0, expected.abs().max().item()))
+
+
+@pytest.mark.parametrize(
+    "batch,length,channels,n_state,delta_scale,chunk_size",
+    [
+        (2, 1, 3, 2, 1.0, None),
+        (2, 37, 5, 4, 1.0, 8),
+        (1, 2048 + 77, 4, 3, 1.0, None),
+        (2, 300, 4, 4, 40.0, 16),  # large steps: decays underflow to 0, must stay finite
+        (3, 129, 6, 16, 0.01, 1),
+    ],
+)
+def test_torch_scan_matches_recurrence(batch, length, channels, n_state, delta_scale, chunk_size):
+    inputs = _inputs(batch, length, channels, n_state, delta_scale)
+    y, grads = _grads(lambda **kw: selective_scan_torch(**kw, chunk_size=chunk_size), inputs)
+    y_ref, grads_ref = _grads(selective_scan_reference, inputs)
+    assert torch.isfinite(y).all() and all(torch.isfinite(g).all() for g in grads)
+    _close(y, y_ref)
+    for grad, grad_ref in zip(grads, grads_ref):
+        _close(grad, grad_ref)
+
+
+def test_bf16_inputs_scan_in_fp32():
+    inputs = _inputs(2, 50, 4, 3)
+    half = {k: v.bfloat16() for k, v in inputs.items()}
+    y = selective_scan_torch(**half, delta_softplus=True)
+    assert y.dtype == torch.bfloat16
+    y_ref = selective_scan_reference(**{k: v.float() for k, v in half.items()}, delta_softplus=True)
+    torch.testing.assert_close(y.float(), y_ref, rtol=2e-2, atol=2e-2 * y_ref.abs().max().item())
+
+
+def test_chunks_are_bounded(monkeypatch):
+    seen = []
+    real_chunk = scan._scan_chunk
+
+    def spy(state, u, *rest):
+        seen.append(u.shape[1])
+        return real_chunk(state, u, *rest)
+
+    monkeypatch.setattr(scan, "_scan_chunk", spy)
+    selective_scan_torch(**_inputs(1, 3000, 4, 3), chunk_size=64)
+    assert max(seen) == 64 and sum(seen) == 3000
+    seen.clear()
+    # default chunking keeps one [B, chunk, D, N] tensor near CHUNK_ELEMENTS
+    selective_scan_torch(**_inputs(64, 200, 256, 16))
+    assert max(seen) * 64 * 256 * 16 <= scan.CHUNK_ELEMENTS["cpu"]
+
+
+def test_backend_names_and_env(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_backend("torch", cpu) == "torch"
+    assert resolve_backend("auto", cpu) == "torch"
+    monkeypatch.setenv(scan.BACKEND_ENV_VAR, "torch")
+    assert resolve_backend("auto", cpu) == "torch"
+    monkeypatch.setenv(scan.BACKEND_ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="'fast' is not one of"):
+        resolve_backend("auto", cpu)
+    with pytest.raises(ValueError, match="is not one of"):
+        resolve_backend("gpu", cpu)
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        resolve_backend("cuda", cpu)
+
+
+def test_auto_logs_its_choice_once(caplog, monkeypatch):
+    monkeypatch.setattr(scan, "_logged_choices", set())
+    with caplog.at_level(logging.INFO, logger=scan.__name__):
+        inputs = _inputs(1, 5, 2, 2)
+        selective_scan(**inputs)
+        selective_scan(**inputs)
+    assert [r.getMessage() for r in caplog.records] == ["selective scan backend 'auto' -> 'torch' on cpu tensors"]
+
+
+def _fake_mamba_ssm(tmp_path, body):
+    package = tmp_path / "mamba_ssm"
+    package.mkdir()
+    (package / "__init__.py").write_text(body)
+    return str(tmp_path)
+
+
+def test_missing_kernel_for_explicit_cuda_raises(monkeypatch, tmp_path):
+    monkeypatch.setattr(scan, "_kernel_cache", {})
+    monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'spmamba-sb\[cuda\]'"):
+        resolve_backend("cuda", torch.device("cuda"))
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+def test_broken_install_warns_once_and_falls_back(monkeypatch, tmp_path, caplog):
+    path = _fake_mamba_ssm(tmp_path, "raise OSError('undefined symbol: selective_scan_fwd')\n")
+    monkeypatch.syspath_prepend(path)
+    for name in [m for m in sys.modules if m.startswith("mamba_ssm")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(scan, "_kernel_cache", {})
+    with caplog.at_level(logging.WARNING, logger=scan.__name__):
+        assert resolve_backend("auto", torch.device("cuda")) == "torch"
+        assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "undefined symbol" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("body", [None, "raise OSError('broken build')\n"])
+def test_import_never_touches_mamba_ssm(tmp_path, body):
+    env_path = _fake_mamba_ssm(tmp_path, body) if body else ""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {env_path!r})
+        import torch, spmamba_sb
+        assert "mamba_ssm" not in sys.modules
+        model = spmamba_sb.SPMamba(n_fft=16, hop_length=4, emb_dim=4, num_blocks=1, num_heads=1,
+                                   attention_qk_dim=9, emb_kernel_size=2, d_state=2, expand=1)
+        assert model(torch.randn(1, 64)).shape == (1, 2, 64)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
