@@ -16,7 +16,7 @@ as many steps as keep one [B, chunk, D, N] tensor near ``CHUNK_ELEMENTS[device t
 elements, at most ``MAX_CHUNK_SIZE``) with a log-depth (Hillis-Steele) scan inside each chunk. Only
 one chunk's [B, chunk, D, N] tensors exist at a time, and under autograd each chunk is
 recomputed in the backward pass (activation checkpointing), so memory is bounded by the
-chunk size, not by L. All arithmetic is fp32 whatever the input dtype.
+chunk size, not by L. Arithmetic is fp32 for fp32 and lower-precision inputs, fp64 for fp64.
 
 ``"cuda"``: ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` on CUDA tensors.
 
@@ -224,10 +224,11 @@ def selective_scan(
 
 
 def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    """Upcast to fp32 and apply the step-size bias and softplus."""
-    u, delta, B, C, A = u.float(), delta.float(), B.float(), C.float(), A.float()
+    """Upcast to fp32 (fp64 stays fp64) and apply the step-size bias and softplus."""
+    dtype = torch.promote_types(u.dtype, torch.float32)
+    u, delta, B, C, A = (t.to(dtype) for t in (u, delta, B, C, A))
     if delta_bias is not None:
-        delta = delta + delta_bias.float()
+        delta = delta + delta_bias.to(dtype)
     if delta_softplus:
         delta = F.softplus(delta)
     return u, delta, A, B, C
@@ -236,9 +237,9 @@ def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
 def _finish(y, u, D, z, dtype):
     """Add the skip term, apply the gate and cast back."""
     if D is not None:
-        y = y + u * D.float()
+        y = y + u * D.to(u.dtype)
     if z is not None:
-        y = y * F.silu(z.float())
+        y = y * F.silu(z.to(u.dtype))
     return y.to(dtype)
 
 

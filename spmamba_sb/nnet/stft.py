@@ -1,4 +1,4 @@
-"""STFT front end and iSTFT back end sharing one configuration; always computed in fp32."""
+"""STFT front end and iSTFT back end sharing one configuration; computed in fp32 (fp64 for fp64 input)."""
 
 from typing import Optional
 
@@ -64,13 +64,14 @@ class STFTEncoder(STFTConfig):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """[..., L] -> [..., 2, T, F]."""
         lead, length = wave.shape[:-1], wave.shape[-1]
+        dtype = torch.promote_types(wave.dtype, torch.float32)
         with torch.autocast(wave.device.type, enabled=False):
             spec = torch.stft(
-                wave.reshape(-1, length).float(),
+                wave.reshape(-1, length).to(dtype),
                 self.n_fft,
                 self.hop_length,
                 self.win_length,
-                self.window,
+                self.window.to(dtype),
                 center=True,
                 return_complex=True,
             )  # [*, F, T]
@@ -89,16 +90,17 @@ class ISTFTDecoder(STFTConfig):
     """
 
     def forward(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        """[..., 2, T, F] -> [..., length] (fp32)."""
+        """[..., 2, T, F] -> [..., length] (fp32, or fp64 for fp64 input)."""
         lead = spec.shape[:-3]
+        dtype = torch.promote_types(spec.dtype, torch.float32)
         with torch.autocast(spec.device.type, enabled=False):
-            spec = spec.reshape(-1, *spec.shape[-3:]).float().transpose(-1, -2)  # [*, 2, F, T]
+            spec = spec.reshape(-1, *spec.shape[-3:]).to(dtype).transpose(-1, -2)  # [*, 2, F, T]
             wave = torch.istft(
                 torch.complex(spec[:, 0], spec[:, 1]),
                 self.n_fft,
                 self.hop_length,
                 self.win_length,
-                self.window,
+                self.window.to(dtype),
                 center=True,
                 length=length,
             )  # [*, length]
