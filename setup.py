@@ -19,6 +19,8 @@ setup(
         "soundfile>=0.12",
         "numpy",
         "tqdm",
+        "fast_bss_eval>=0.1.4",
+        "matplotlib",
     ],
     extras_require={
         "cuda": ["mamba-ssm>=2.2"],

@@ -19,8 +19,8 @@ class GridNetMaskNet(nn.Module):
     ---------
     num_spks : int
         Sources S.
-    n_freqs : int
-        Frequency bins F (``n_fft // 2 + 1``).
+    n_fft : int
+        FFT size of the spectra; F = ``n_fft // 2 + 1`` bins.
     num_mics : int
         Input microphones M.
     emb_dim : int
@@ -46,7 +46,7 @@ class GridNetMaskNet(nn.Module):
 
     Example
     -------
-    >>> masknet = GridNetMaskNet(num_spks=2, n_freqs=9, emb_dim=4, emb_kernel_size=3,
+    >>> masknet = GridNetMaskNet(num_spks=2, n_fft=16, emb_dim=4, emb_kernel_size=3,
     ...                          num_blocks=1, num_heads=2, attention_qk_dim=18,
     ...                          d_state=4, expand=2, scan_backend="torch")
     >>> masknet(torch.randn(1, 2, 6, 9)).shape
@@ -56,7 +56,7 @@ class GridNetMaskNet(nn.Module):
     def __init__(
         self,
         num_spks: int = 2,
-        n_freqs: int = 257,
+        n_fft: int = 512,
         num_mics: int = 1,
         emb_dim: int = 16,
         emb_kernel_size: int = 8,
@@ -73,7 +73,7 @@ class GridNetMaskNet(nn.Module):
         scan_backend: str = "auto",
     ):
         super().__init__()
-        positive = dict(num_spks=num_spks, n_freqs=n_freqs, num_mics=num_mics, emb_dim=emb_dim,
+        positive = dict(num_spks=num_spks, n_fft=n_fft, num_mics=num_mics, emb_dim=emb_dim,
                         emb_kernel_size=emb_kernel_size, emb_hop_size=emb_hop_size,
                         num_blocks=num_blocks, num_heads=num_heads, attention_qk_dim=attention_qk_dim,
                         lstm_hidden_dim=lstm_hidden_dim)
@@ -84,7 +84,10 @@ class GridNetMaskNet(nn.Module):
             raise ValueError(f"emb_dim={emb_dim} is not divisible by num_heads={num_heads}")
         if sequence_layer not in SEQUENCE_LAYERS:
             raise ValueError(f"sequence_layer={sequence_layer!r} is not one of {SEQUENCE_LAYERS}")
+        if n_fft % 2:
+            raise ValueError(f"n_fft must be even, got {n_fft}")
         check_backend(scan_backend)
+        n_freqs = n_fft // 2 + 1
         self.num_spks = num_spks
         self.num_mics = num_mics
         self.embed = nn.Sequential(

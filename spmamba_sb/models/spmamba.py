@@ -113,7 +113,7 @@ class SPMamba(nn.Module):
         self.decoder = ISTFTDecoder(n_fft, ours["hop_length"], win_length, window)
         self.masknet = GridNetMaskNet(
             num_spks=ours["num_spks"],
-            n_freqs=self.encoder.n_freqs,
+            n_fft=n_fft,
             num_mics=ours["num_mics"],
             emb_dim=emb_dim,
             emb_kernel_size=ours["emb_kernel_size"],

@@ -10,6 +10,37 @@ import torch.nn.functional as F
 from spmamba_sb.nnet.scan import check_backend, resolve_backend, selective_scan
 
 
+class DtProjection(nn.Linear):
+    """Step-size projection ``dt_rank -> d_inner`` whose ``reset_parameters`` is Mamba's.
+
+    The weight is uniform in +-dt_rank^-0.5 and the bias is the inverse softplus of step
+    sizes drawn log-uniformly in [dt_min, dt_max] (floored at ``dt_init_floor``), so code
+    that re-initialises layers through ``reset_parameters`` (as SpeechBrain's separation
+    recipes do) keeps Mamba's initialisation.
+
+    Example
+    -------
+    >>> projection = DtProjection(8, 32)
+    >>> bool(torch.nn.functional.softplus(projection.bias).max() <= 0.1 + 1e-6)
+    True
+    """
+
+    def __init__(self, dt_rank: int, d_inner: int, dt_min: float = 0.001, dt_max: float = 0.1,
+                 dt_init_floor: float = 1e-4):
+        self.dt_min, self.dt_max, self.dt_init_floor = dt_min, dt_max, dt_init_floor
+        super().__init__(dt_rank, d_inner, bias=True)
+
+    def reset_parameters(self) -> None:
+        """Mamba's step-size initialisation."""
+        bound = self.in_features**-0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        log_min, log_max = math.log(self.dt_min), math.log(self.dt_max)
+        dt = torch.exp(torch.rand(self.out_features) * (log_max - log_min) + log_min)
+        dt = dt.clamp(min=self.dt_init_floor)
+        with torch.no_grad():
+            self.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+
 class MambaMixer(nn.Module):
     """Mamba selective state-space layer (Gu & Dao 2023), [rows, L, d_model] to the same.
 
@@ -73,23 +104,17 @@ class MambaMixer(nn.Module):
             self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1
         )
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
-        self.A_log = nn.Parameter(
-            torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1)
-        )
-        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.dt_proj = DtProjection(self.dt_rank, self.d_inner, dt_min, dt_max, dt_init_floor)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
-        self._init_dt(dt_min, dt_max, dt_init_floor)
+        self.reset_parameters()
 
-    def _init_dt(self, dt_min: float, dt_max: float, dt_init_floor: float) -> None:
-        """Initialise ``dt_proj`` so that softplus(bias) is log-uniform in [dt_min, dt_max]."""
-        bound = self.dt_rank**-0.5
-        nn.init.uniform_(self.dt_proj.weight, -bound, bound)
-        dt = torch.exp(
-            torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        ).clamp(min=dt_init_floor)
+    def reset_parameters(self) -> None:
+        """Re-initialise ``A_log`` and ``D`` as mamba-ssm does (children reset themselves)."""
         with torch.no_grad():
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+            self.D.fill_(1.0)
 
     def no_weight_decay(self) -> set:
         """Names of parameters to exclude from weight decay (as mamba-ssm marks them)."""

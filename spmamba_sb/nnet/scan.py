@@ -13,8 +13,9 @@ Backends
 --------
 ``"torch"``: pure PyTorch, any device. The sequence is processed in chunks (by default
 as many steps as keep one [B, chunk, D, N] tensor near ``CHUNK_ELEMENTS[device type]``
-elements, at most ``MAX_CHUNK_SIZE``) with a log-depth (Hillis-Steele) scan inside each chunk. Only
-one chunk's [B, chunk, D, N] tensors exist at a time, and under autograd each chunk is
+elements, at most ``MAX_CHUNK_SIZE``): step by step inside a chunk on a CPU, with a
+log-depth (Hillis-Steele) scan on other devices. Only one chunk's [B, chunk, D, N]
+tensors exist at a time, and under autograd each chunk is
 recomputed in the backward pass (activation checkpointing), so memory is bounded by the
 chunk size, not by L. Arithmetic is fp32 for fp32 and lower-precision inputs, fp64 for fp64.
 
@@ -250,24 +251,34 @@ def _scan_chunk(
     A: torch.Tensor,
     B: torch.Tensor,
     C: torch.Tensor,
+    sequential: bool,
 ):
     """Scan one chunk from ``state`` [B, D, N]; inputs are fp32 with length c <= chunk size.
 
+    ``sequential`` steps through the chunk (fewest operations: best on a CPU); otherwise a
+    log-depth Hillis-Steele scan runs (fewest kernel launches: best on a GPU).
     Returns the chunk's output [B, c, D] and the state after its last step [B, D, N].
     """
     decay = torch.exp(delta.unsqueeze(-1) * A)  # [B, c, D, N], in (0, 1]
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # [B, c, D, N]
-    # Hillis-Steele scan of h_t = decay_t * h_{t-1} + drive_t: after the loop `drive`
-    # holds the states from a zero start and `decay` the running product of decays.
-    offset = 1
-    while offset < decay.shape[1]:
-        drive = torch.cat(
-            [drive[:, :offset], torch.addcmul(drive[:, offset:], decay[:, offset:], drive[:, :-offset])],
-            dim=1,
-        )
-        decay = torch.cat([decay[:, :offset], decay[:, offset:] * decay[:, :-offset]], dim=1)
-        offset *= 2
-    states = torch.addcmul(drive, decay, state.unsqueeze(1))  # [B, c, D, N]
+    if sequential:
+        steps = []
+        for t in range(decay.shape[1]):
+            state = torch.addcmul(drive[:, t], decay[:, t], state)  # [B, D, N]
+            steps.append(state)
+        states = torch.stack(steps, dim=1)  # [B, c, D, N]
+    else:
+        # After the loop `drive` holds the states from a zero start and `decay` the
+        # running product of decays.
+        offset = 1
+        while offset < decay.shape[1]:
+            drive = torch.cat(
+                [drive[:, :offset], torch.addcmul(drive[:, offset:], decay[:, offset:], drive[:, :-offset])],
+                dim=1,
+            )
+            decay = torch.cat([decay[:, :offset], decay[:, offset:] * decay[:, :-offset]], dim=1)
+            offset *= 2
+        states = torch.addcmul(drive, decay, state.unsqueeze(1))  # [B, c, D, N]
     y = torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)  # [B, c, D]
     return y, states[:, -1].clone()  # a copy, so the chunk's states can be freed
 
@@ -306,10 +317,11 @@ def selective_scan_torch(
         use_checkpoint = torch.is_grad_enabled() and any(
             t.requires_grad for t in (u32, delta32, A32, B32, C32)
         )
+        sequential = u.device.type == "cpu"
         outputs = []
         for start in range(0, length, chunk_size):
             window = slice(start, start + chunk_size)
-            args = (state, u32[:, window], delta32[:, window], A32, B32[:, window], C32[:, window])
+            args = (state, u32[:, window], delta32[:, window], A32, B32[:, window], C32[:, window], sequential)
             if use_checkpoint:
                 y, state = checkpoint(_scan_chunk, *args, use_reentrant=False)
             else:

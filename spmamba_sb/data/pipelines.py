@@ -1,0 +1,175 @@
+"""SpeechBrain datasets for separation CSVs (ID, duration, mix_wav, s1_wav, ..., sN_wav, ...).
+
+Works with the CSVs that SpeechBrain's own LibriMix / WHAMR! / WSJ0-2mix preparation
+scripts write and with those of ``spmamba_sb.data``. ``$data_root`` in a path is replaced
+by the data folder. Multi-channel files are read at their first channel (the reference
+microphone). Training items are random crops of a fixed length, read from disk without
+loading the whole file; validation and test items are whole utterances.
+"""
+
+import csv
+import logging
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import soundfile as sf
+import torch
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.data_pipeline import provides, takes
+
+logger = logging.getLogger(__name__)
+
+MISSING_AUDIO_POLICIES = ("fatal", "skip")
+
+
+def audio_columns(num_spks: int) -> List[str]:
+    """CSV columns holding the audio an item needs.
+
+    Example
+    -------
+    >>> audio_columns(3)
+    ['mix_wav', 's1_wav', 's2_wav', 's3_wav']
+    """
+    return ["mix_wav"] + [f"s{i}_wav" for i in range(1, num_spks + 1)]
+
+
+def check_rows(
+    csv_path: str, num_spks: int, sample_rate: int, data_root: str = "", missing_audio: str = "fatal"
+) -> List[str]:
+    """Find rows whose audio is missing, unreadable or at the wrong sample rate.
+
+    Arguments
+    ---------
+    csv_path : str
+        Separation CSV.
+    num_spks : int
+        Sources per mixture (columns s1_wav .. sN_wav must exist).
+    sample_rate : int
+        Expected rate of every file.
+    data_root : str
+        Replaces ``$data_root`` in paths.
+    missing_audio : str
+        ``"fatal"``: raise on the first bad rows; ``"skip"``: log them and return their IDs.
+
+    Returns
+    -------
+    list of str
+        IDs of the rows to skip (empty under ``"fatal"``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the CSV is missing.
+    ValueError
+        On missing columns, an unknown policy, or bad rows under ``"fatal"``.
+    """
+    if missing_audio not in MISSING_AUDIO_POLICIES:
+        raise ValueError(f"missing_audio={missing_audio!r} is not one of {MISSING_AUDIO_POLICIES}")
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"no separation CSV at {csv_path!r}")
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        needed = ["ID"] + audio_columns(num_spks)
+        absent = [c for c in needed if c not in (reader.fieldnames or [])]
+        if absent:
+            raise ValueError(f"{csv_path}: missing columns {absent} (num_spks={num_spks})")
+        problems: Dict[str, str] = {}
+        for row in reader:
+            for column in audio_columns(num_spks):
+                path = row[column].replace("$data_root", data_root)
+                try:
+                    rate = sf.info(path).samplerate
+                except Exception as error:  # missing, unreadable or not audio
+                    problems[row["ID"]] = f"{column}={path!r}: {type(error).__name__}: {error}"
+                    break
+                if rate != sample_rate:
+                    problems[row["ID"]] = f"{column}={path!r}: {rate} Hz, expected {sample_rate} Hz"
+                    break
+    for row_id, problem in problems.items():
+        logger.warning("%s: row %s: %s", csv_path, row_id, problem)
+    if problems and missing_audio == "fatal":
+        first = next(iter(problems.items()))
+        raise ValueError(
+            f"{csv_path}: {len(problems)} row(s) with bad audio, e.g. row {first[0]}: {first[1]} "
+            "(set missing_audio: skip to leave them out)"
+        )
+    return list(problems)
+
+
+def read_segment(path: str, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
+    """Samples ``start:stop`` of the first channel of an audio file, float32 [L].
+
+    Example
+    -------
+    >>> import tempfile, numpy
+    >>> path = tempfile.mktemp(suffix=".wav"); sf.write(path, numpy.zeros((100, 2)), 8000)
+    >>> read_segment(path, 10, 30).shape
+    torch.Size([20])
+    """
+    data, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    return torch.from_numpy(data[:, 0].copy())
+
+
+def _pipelines(num_spks: int, crop_length: Optional[int]):
+    """The dynamic item that reads a mixture and its sources, cropped alike."""
+    columns = audio_columns(num_spks)
+    signals = ["mix_sig"] + [f"s{i}_sig" for i in range(1, num_spks + 1)]
+
+    @takes(*columns)
+    @provides(*signals)
+    def read_item(*paths):
+        start, stop = 0, None
+        if crop_length is not None:
+            length = sf.info(paths[0]).frames
+            if length > crop_length:
+                start = int(torch.randint(0, length - crop_length + 1, (1,)))
+                stop = start + crop_length
+        for path in paths:
+            yield read_segment(path, start, stop)
+
+    return read_item, signals
+
+
+def separation_datasets(
+    csv_paths: Sequence[str],
+    num_spks: int,
+    sample_rate: int,
+    training_signal_len: Optional[int] = None,
+    data_root: str = "",
+    missing_audio: str = "fatal",
+) -> Tuple[DynamicItemDataset, ...]:
+    """Train, valid and test datasets from separation CSVs.
+
+    Arguments
+    ---------
+    csv_paths : sequence of str
+        Train, valid and test CSVs (in that order; the first gets random crops).
+    num_spks : int
+        Sources per mixture.
+    sample_rate : int
+        Expected sample rate of every file.
+    training_signal_len : int, optional
+        Crop length in samples for the training set; None reads whole files.
+    data_root : str
+        Replaces ``$data_root`` in the CSVs.
+    missing_audio : str
+        ``"fatal"`` or ``"skip"`` for rows with bad audio (see :func:`check_rows`).
+
+    Returns
+    -------
+    tuple of DynamicItemDataset
+        One per CSV, with output keys ``id, mix_sig, s1_sig, ..., sN_sig``.
+    """
+    datasets = []
+    for index, csv_path in enumerate(csv_paths):
+        skip = set(check_rows(csv_path, num_spks, sample_rate, data_root, missing_audio))
+        dataset = DynamicItemDataset.from_csv(csv_path, replacements={"data_root": data_root})
+        if skip:
+            keep = [item_id for item_id in dataset.data_ids if item_id not in skip]
+            logger.warning("%s: skipping %d row(s) with bad audio", csv_path, len(skip))
+            dataset = dataset.filtered_sorted(key_test={"id": lambda item_id: item_id in set(keep)})
+        read_item, signals = _pipelines(num_spks, training_signal_len if index == 0 else None)
+        dataset.add_dynamic_item(read_item)
+        dataset.set_output_keys(["id"] + signals)
+        datasets.append(dataset)
+    return tuple(datasets)
