@@ -26,5 +26,11 @@ setup(
         "cuda": ["mamba-ssm>=2.2"],
         "test": ["pytest>=8", "pytest-xdist", "hypothesis", "mambapy==1.2.0"],
     },
-    entry_points={"console_scripts": ["spmamba-demo=spmamba_sb.cli:demo_main"]},
+    entry_points={
+        "console_scripts": [
+            "spmamba-demo=spmamba_sb.cli:demo_main",
+            "spmamba-separate=spmamba_sb.cli:separate_main",
+            "spmamba-export=spmamba_sb.cli:export_main",
+        ]
+    },
 )

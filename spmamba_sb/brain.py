@@ -6,6 +6,7 @@ import os
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.distributed import if_main_process
 
 from spmamba_sb.evaluation import plot_separation, separation_metrics
 from spmamba_sb.losses import best_permutations
@@ -62,7 +63,7 @@ class SeparationBrain(sb.Brain):
             refs, ests = targets[index, :length], predictions[index, :length][:, list(orders[index])]
             row = {"ID": utterance_id, **separation_metrics(mix[index, :length], refs, ests)}
             self.test_rows.append(row)
-            if len(self.test_rows) <= self.hparams.num_test_plots:
+            if len(self.test_rows) <= self.hparams.num_test_plots and if_main_process():
                 plot_separation(
                     os.path.join(self.hparams.output_folder, "test_plots", f"{utterance_id}.png"),
                     mix[index, :length], refs, ests, self.hparams.sample_rate,
@@ -90,7 +91,7 @@ class SeparationBrain(sb.Brain):
             )
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_loss}, min_keys=["si-snr"])
         else:
-            means = self._write_test_results()
+            means = self._write_test_results() if if_main_process() else {}
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch loaded": self.hparams.epoch_counter.current}, test_stats={**stats, **means}
             )

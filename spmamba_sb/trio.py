@@ -79,6 +79,7 @@ class MaskNet(GridNetMaskNet):
         if kwargs.get("num_mics", 1) != 1:
             raise ValueError("the trio is mono: num_mics must be 1")
         super().__init__(**kwargs)
+        self.config = dict(kwargs)  # the arguments it was built with, written out on export
 
     def forward(self, mix_w: torch.Tensor) -> torch.Tensor:
         """[B, 4, T, F] -> [S, B, 4, T, F]: zeros on channels 0, 1, the estimate on 2, 3."""

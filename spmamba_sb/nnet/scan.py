@@ -13,8 +13,9 @@ Backends
 --------
 ``"torch"``: pure PyTorch, any device. The sequence is processed in chunks (by default
 as many steps as keep one [B, chunk, D, N] tensor near ``CHUNK_ELEMENTS[device type]``
-elements, at most ``MAX_CHUNK_SIZE``): step by step inside a chunk on a CPU, with a
-log-depth (Hillis-Steele) scan on other devices. Only one chunk's [B, chunk, D, N]
+elements, at most ``MAX_CHUNK_SIZE``): step by step inside a chunk on a CPU when the
+state is large (``SEQUENTIAL_MIN_ELEMENTS``), with a log-depth (Hillis-Steele) scan
+otherwise. Only one chunk's [B, chunk, D, N]
 tensors exist at a time, and under autograd each chunk is
 recomputed in the backward pass (activation checkpointing), so memory is bounded by the
 chunk size, not by L. Arithmetic is fp32 for fp32 and lower-precision inputs, fp64 for fp64.
@@ -43,6 +44,10 @@ MAX_CHUNK_SIZE = 64
 # Elements of one [B, chunk, D, N] tensor the torch scan aims for: small on a CPU, where a
 # step-by-step loop is fastest, larger on a GPU, where each step costs kernel launches.
 CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
+# On a CPU, states of at least this many elements ([B, D, N]) are stepped through one step
+# at a time (memory-bound work dominates); smaller ones use the log-depth scan, which needs
+# far fewer Python-level operations.
+SEQUENTIAL_MIN_ELEMENTS = 1 << 16
 _INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-ssm>=2.2)"
 
 _kernel_cache: dict = {}
@@ -259,15 +264,19 @@ def _scan_chunk(
     log-depth Hillis-Steele scan runs (fewest kernel launches: best on a GPU).
     Returns the chunk's output [B, c, D] and the state after its last step [B, D, N].
     """
-    decay = torch.exp(delta.unsqueeze(-1) * A)  # [B, c, D, N], in (0, 1]
-    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # [B, c, D, N]
-    if sequential:
-        steps = []
-        for t in range(decay.shape[1]):
-            state = torch.addcmul(drive[:, t], decay[:, t], state)  # [B, D, N]
-            steps.append(state)
-        states = torch.stack(steps, dim=1)  # [B, c, D, N]
+    if sequential:  # step by step on cache-sized [B, D, N] tensors
+        step_delta = delta.transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
+        step_input = (delta * u).transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
+        step_B = B.transpose(0, 1).unsqueeze(2)  # [c, B, 1, N]
+        readout = C.transpose(0, 1).unsqueeze(-1)  # [c, B, N, 1]
+        outputs = []
+        for t in range(step_delta.shape[0]):
+            state = torch.addcmul(step_input[t] * step_B[t], torch.exp(step_delta[t] * A), state)  # [B, D, N]
+            outputs.append(torch.matmul(state, readout[t]))  # [B, D, 1]
+        return torch.cat(outputs, dim=-1).transpose(1, 2), state  # [B, c, D], [B, D, N]
     else:
+        decay = torch.exp(delta.unsqueeze(-1) * A)  # [B, c, D, N], in (0, 1]
+        drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # [B, c, D, N]
         # After the loop `drive` holds the states from a zero start and `decay` the
         # running product of decays.
         offset = 1
@@ -279,8 +288,8 @@ def _scan_chunk(
             decay = torch.cat([decay[:, :offset], decay[:, offset:] * decay[:, :-offset]], dim=1)
             offset *= 2
         states = torch.addcmul(drive, decay, state.unsqueeze(1))  # [B, c, D, N]
-    y = torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)  # [B, c, D]
-    return y, states[:, -1].clone()  # a copy, so the chunk's states can be freed
+        y = torch.matmul(states, C.unsqueeze(-1)).squeeze(-1)  # [B, c, D]
+        return y, states[:, -1].clone()  # a copy, so the chunk's states can be freed
 
 
 def selective_scan_torch(
@@ -317,7 +326,7 @@ def selective_scan_torch(
         use_checkpoint = torch.is_grad_enabled() and any(
             t.requires_grad for t in (u32, delta32, A32, B32, C32)
         )
-        sequential = u.device.type == "cpu"
+        sequential = u.device.type == "cpu" and batch * channels * A.shape[1] >= SEQUENTIAL_MIN_ELEMENTS
         outputs = []
         for start in range(0, length, chunk_size):
             window = slice(start, start + chunk_size)

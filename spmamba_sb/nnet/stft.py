@@ -43,6 +43,7 @@ class STFTConfig(nn.Module):
         self.hop_length = hop_length
         self.win_length = win_length
         self.n_freqs = n_fft // 2 + 1
+        self.window_name = window
         self.register_buffer("window", getattr(torch, f"{window}_window")(win_length), persistent=False)
 
     def num_frames(self, length: int) -> int:

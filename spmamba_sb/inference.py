@@ -1,0 +1,260 @@
+"""Ready-to-use separation from an exported model folder, for files of any length.
+
+A model folder holds ``hyperparams.yaml`` (the trio, ``sample_rate``, ``num_spks`` and a
+``pretrainer``) and ``encoder.ckpt``, ``masknet.ckpt``, ``decoder.ckpt``. It loads with
+:class:`SPMambaSeparation` and, unchanged, with SpeechBrain's ``SepformerSeparation``.
+:func:`export_model` writes one from a training experiment.
+"""
+
+import logging
+import os
+import shutil
+from itertools import permutations
+from typing import Optional
+
+import soundfile as sf
+import torch
+import torchaudio
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.inference.interfaces import Pretrained
+
+from spmamba_sb.trio import separate
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("encoder.ckpt", "masknet.ckpt", "decoder.ckpt")
+
+
+class SPMambaSeparation(Pretrained):
+    """SPMamba separation: ``from_hparams(source=DIR)``, then separate tensors or files.
+
+    ``separate_file`` reads any format soundfile reads, mixes multi-channel audio to mono by
+    averaging the channels, resamples to the model's rate, and separates recordings longer
+    than ``chunk_seconds`` in overlapping chunks (see :meth:`separate_long`), so memory is
+    bounded by the chunk length whatever the file's. Outputs are not rescaled.
+
+    Example
+    -------
+    >>> separator = SPMambaSeparation.from_hparams(source="model_dir")  # doctest: +SKIP
+    >>> sources = separator.separate_file("mixture.wav")  # [1, L, S]  # doctest: +SKIP
+    """
+
+    MODULES_NEEDED = ["encoder", "masknet", "decoder"]
+    HPARAMS_NEEDED = ["sample_rate", "num_spks"]
+
+    def separate_batch(self, mix: torch.Tensor) -> torch.Tensor:
+        """Separate a batch of mixtures at the model's rate: [B, L] -> [B, L, S]."""
+        with torch.no_grad():
+            return separate(mix.to(self.device), self.mods.encoder, self.mods.masknet, self.mods.decoder)
+
+    def forward(self, mix: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`separate_batch`."""
+        return self.separate_batch(mix)
+
+    def separate_long(
+        self, mix: torch.Tensor, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0
+    ) -> torch.Tensor:
+        """Separate one long mixture in overlapping chunks: [L] -> [L, S].
+
+        Each chunk is separated on its own (the model normalises it by its own std), its
+        sources are put in the order that best matches the previous chunk on their
+        overlap (largest summed correlation), and overlaps are cross-faded linearly.
+        Memory is that of one chunk plus the [L, S] output.
+
+        Arguments
+        ---------
+        mix : torch.Tensor
+            [L] at the model's sample rate.
+        chunk_seconds : float
+            Chunk length; a mixture no longer than this is separated whole.
+        overlap_seconds : float
+            Overlap of consecutive chunks; at most half a chunk.
+
+        Returns
+        -------
+        torch.Tensor
+            [L, S] on the CPU.
+        """
+        rate = self.hparams.sample_rate
+        chunk, overlap = int(chunk_seconds * rate), int(overlap_seconds * rate)
+        if not 0 < overlap <= chunk // 2:
+            raise ValueError(f"overlap_seconds must be in (0, chunk_seconds / 2], got {overlap_seconds}")
+        length = mix.shape[-1]
+        if length <= chunk:
+            return self.separate_batch(mix[None])[0].cpu()
+        hop = chunk - overlap
+        starts = list(range(0, length - chunk, hop)) + [length - chunk]
+        output = torch.zeros(length, self.hparams.num_spks)
+        weight = torch.zeros(length, 1)
+        previous = None
+        for start in starts:
+            estimate = self.separate_batch(mix[None, start:start + chunk])[0].cpu()  # [chunk, S]
+            if previous is not None:
+                shared = previous[0] + previous[1].shape[0] - start  # samples shared with the last chunk
+                estimate = _align(previous[1][-shared:], estimate[:shared], estimate)
+                fade = torch.ones(chunk, 1)
+                fade[:shared, 0] = torch.linspace(0, 1, shared + 2)[1:-1]
+            else:
+                fade = torch.ones(chunk, 1)
+            if start != starts[-1]:
+                next_shared = chunk - (min(start + hop, length - chunk) - start)
+                fade[-next_shared:, 0] *= torch.linspace(1, 0, next_shared + 2)[1:-1]
+            output[start:start + chunk] += fade * estimate
+            weight[start:start + chunk] += fade
+            previous = (start, estimate)
+        return output / weight
+
+    def separate_file(
+        self, path: str, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0
+    ) -> torch.Tensor:
+        """Separate an audio file: [1, L, S] at the model's sample rate.
+
+        Arguments
+        ---------
+        path : str
+            Audio file (wav, flac, ...; any rate, any number of channels).
+        chunk_seconds, overlap_seconds : float
+            See :meth:`separate_long`.
+
+        Returns
+        -------
+        torch.Tensor
+            [1, L, S].
+        """
+        mix = load_mono(path, self.hparams.sample_rate)
+        return self.separate_long(mix, chunk_seconds, overlap_seconds)[None]
+
+
+def _align(reference: torch.Tensor, candidate: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+    """Reorder ``estimate``'s sources so ``candidate`` (its overlap) best matches ``reference``."""
+    best = max(
+        permutations(range(estimate.shape[1])),
+        key=lambda order: sum(
+            torch.nn.functional.cosine_similarity(reference[:, i], candidate[:, j], dim=0).item()
+            for i, j in enumerate(order)
+        ),
+    )
+    return estimate[:, list(best)]
+
+
+def load_mono(path: str, sample_rate: int) -> torch.Tensor:
+    """Read an audio file as mono at ``sample_rate``: [L].
+
+    Channels are averaged; other rates are resampled (torchaudio's band-limited sinc).
+
+    Example
+    -------
+    >>> import tempfile, numpy
+    >>> path = tempfile.mktemp(suffix=".wav"); sf.write(path, numpy.zeros((4410, 2)), 44100)
+    >>> load_mono(path, 16000).shape
+    torch.Size([1600])
+    """
+    data, rate = sf.read(path, dtype="float32", always_2d=True)  # [L, channels]
+    mix = torch.from_numpy(data).mean(dim=1)
+    if rate != sample_rate:
+        logger.info("resampling %s from %d Hz to %d Hz", path, rate, sample_rate)
+        mix = torchaudio.functional.resample(mix, rate, sample_rate)
+    return mix
+
+
+INFERENCE_YAML = """\
+# SPMamba separation model, exported from a training experiment.
+# Loads with spmamba_sb.inference.SPMambaSeparation.from_hparams(source=<this folder>)
+# and with speechbrain.inference.separation.SepformerSeparation.from_hparams(...).
+sample_rate: {sample_rate}
+num_spks: {num_spks}
+
+Encoder: !new:spmamba_sb.trio.Encoder
+{encoder}
+MaskNet: !new:spmamba_sb.trio.MaskNet
+{masknet}
+Decoder: !new:spmamba_sb.trio.Decoder
+{decoder}
+modules:
+    encoder: !ref <Encoder>
+    masknet: !ref <MaskNet>
+    decoder: !ref <Decoder>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        encoder: !ref <Encoder>
+        masknet: !ref <MaskNet>
+        decoder: !ref <Decoder>
+"""
+
+
+def _yaml_args(arguments: dict) -> str:
+    """Constructor arguments as an indented YAML mapping."""
+    text = yaml.safe_dump(dict(arguments), default_flow_style=False, sort_keys=False)
+    return "".join(f"    {line}\n" for line in text.splitlines())
+
+
+def write_model_folder(out_folder: str, sample_rate: int, encoder, masknet, save_weights: bool = False) -> None:
+    """Write a model folder's ``hyperparams.yaml`` for a trio (and its weights if asked).
+
+    Arguments
+    ---------
+    out_folder : str
+        Folder to write into (created if needed).
+    sample_rate : int
+        The model's sample rate.
+    encoder : spmamba_sb.trio.Encoder
+        Its STFT settings are the decoder's too.
+    masknet : spmamba_sb.trio.MaskNet
+        Its ``config`` is written out.
+    save_weights : bool
+        Also write the three ``.ckpt`` files from these modules.
+    """
+    os.makedirs(out_folder, exist_ok=True)
+    stft = dict(n_fft=encoder.n_fft, hop_length=encoder.hop_length, win_length=encoder.win_length,
+                window=encoder.window_name)
+    text = INFERENCE_YAML.format(
+        sample_rate=sample_rate, num_spks=masknet.num_spks,
+        encoder=_yaml_args(stft), masknet=_yaml_args(masknet.config), decoder=_yaml_args(stft),
+    )
+    with open(os.path.join(out_folder, "hyperparams.yaml"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    if save_weights:  # the encoder and decoder have no parameters
+        states = {"encoder.ckpt": encoder.state_dict(), "masknet.ckpt": masknet.state_dict(), "decoder.ckpt": {}}
+        for name, state in states.items():
+            torch.save(state, os.path.join(out_folder, name))
+
+
+def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[str] = None) -> str:
+    """Write a model folder from a training experiment.
+
+    Arguments
+    ---------
+    experiment_folder : str
+        The ``output_folder`` of a ``train.py`` run (holds ``hyperparams.yaml`` and ``save/``).
+    out_folder : str
+        Folder to write ``hyperparams.yaml`` and the three ``.ckpt`` files into.
+    checkpoint : str, optional
+        A ``CKPT+...`` folder to export; default: the one with the best validation SI-SNR.
+
+    Returns
+    -------
+    str
+        The checkpoint folder that was exported.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the experiment has no ``hyperparams.yaml`` or no checkpoint.
+    """
+    hparams_path = os.path.join(experiment_folder, "hyperparams.yaml")
+    if not os.path.isfile(hparams_path):
+        raise FileNotFoundError(f"{experiment_folder!r} is not a training experiment (no hyperparams.yaml)")
+    with open(hparams_path, encoding="utf-8") as handle:
+        hparams = load_hyperpyyaml(handle, {"output_folder": experiment_folder})
+    if checkpoint is None:
+        found = hparams["checkpointer"].find_checkpoint(min_key="si-snr")
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint under {hparams['save_folder']!r}")
+        checkpoint = str(found.path)
+    write_model_folder(out_folder, hparams["sample_rate"], hparams["Encoder"], hparams["MaskNet"])
+    for name in MODEL_FILES:
+        shutil.copyfile(os.path.join(checkpoint, name), os.path.join(out_folder, name))
+    logger.info("exported %s to %s", checkpoint, out_folder)
+    return checkpoint

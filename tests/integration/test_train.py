@@ -1,0 +1,96 @@
+"""train.py end to end on a tiny config: train, kill -9 and resume, test, export, separate; DDP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile as sf
+import yaml
+
+from tests.conftest import TINY_OVERRIDES, write_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+
+
+def _train_command(data, out, *extra):
+    return [sys.executable, os.path.join(ROOT, "train.py"), os.path.join(ROOT, "hparams", "spmamba.yaml"),
+            "--data_folder", str(data), "--output_folder", str(out), "--device", "cpu", *TINY_OVERRIDES, *extra]
+
+
+def _checkpoints(save):
+    found = []
+    for name in sorted(os.listdir(save)) if os.path.isdir(save) else []:
+        meta = os.path.join(save, name, "CKPT.yaml")
+        if os.path.isfile(meta):
+            found.append(yaml.safe_load(open(meta, encoding="utf-8")))
+    return found
+
+
+def _log_lines(out):
+    return open(os.path.join(out, "train_log.txt"), encoding="utf-8").read().splitlines()
+
+
+def test_train_kill_resume_test_export_separate(tmp_path):
+    data = write_corpus(tmp_path / "data", sizes=(("train", 12), ("valid", 2), ("test", 2)))
+    out = tmp_path / "exp"
+    # checkpoint after every step so that a kill lands mid-epoch
+    command = _train_command(data, out, "--ckpt_interval_minutes", "0",
+                             "--ckpt_interval_steps", "1")
+    process = subprocess.Popen(command, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not any(c.get("end-of-epoch") is False for c in _checkpoints(out / "save")):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.time() < deadline, "no intra-epoch checkpoint within 120 s"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(out / "train_log.txt") or not any(l.startswith("epoch: 1") for l in _log_lines(out))
+
+    resumed = subprocess.run(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "Loading a checkpoint from" in resumed.stdout
+    lines = _log_lines(out)
+    assert [l.split(",")[0] for l in lines if l.startswith("epoch:")] == ["epoch: 1", "epoch: 2"]
+    assert any(l.startswith("epoch loaded: 2") for l in lines)
+    results = open(out / "test_results.csv", encoding="utf-8").read().splitlines()
+    assert results[0] == "ID,si-snr,si-snr_i,sdr,sdr_i" and results[-1].startswith("mean,") and len(results) == 4
+    assert len(os.listdir(out / "test_plots")) == 1
+
+    model = tmp_path / "model"
+    exported = subprocess.run([os.path.join(BIN, "spmamba-export"), str(out), "--out", str(model)],
+                              capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    separated = subprocess.run([os.path.join(BIN, "spmamba-separate"), str(data / "test0_mix.wav"),
+                                "--model", str(model), "--out", str(tmp_path / "sep")], capture_output=True, text=True)
+    assert separated.returncode == 0, separated.stderr
+    estimate, rate = sf.read(str(tmp_path / "sep" / "test0_mix_s2.wav"))
+    assert rate == 16000 and len(estimate) == sf.info(str(data / "test0_mix.wav")).frames
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    data = write_corpus(tmp_path / "data")
+    out = tmp_path / "exp"
+    command = [os.path.join(BIN, "torchrun"), "--nproc_per_node=2", "--master_port", "29561",
+               *_train_command(data, out, "--distributed_backend", "gloo")[1:]]
+    result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _log_lines(out)
+    assert [l.split(",")[0] for l in lines if l.startswith("epoch:")] == ["epoch: 1", "epoch: 2"]
+    assert len([c for c in _checkpoints(out / "save")]) == 1  # written once, by rank 0
+
+
+def test_bf16_precision_trains_without_nan(tmp_path):
+    data = write_corpus(tmp_path / "data")
+    out = tmp_path / "exp"
+    result = subprocess.run(_train_command(data, out, "--precision", "bf16"), cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "--precision=bf16" in result.stdout
+    for line in _log_lines(out):
+        if line.startswith("epoch:"):
+            assert "nan" not in line.lower() and "nonfinite_batches: 0" in line

@@ -1,0 +1,62 @@
+"""Separation CSV datasets: crops, whole utterances, 2 and 3 speakers, bad rows."""
+
+import csv
+
+import pytest
+import soundfile as sf
+import torch
+from speechbrain.dataio.dataloader import make_dataloader
+
+from spmamba_sb.data.pipelines import check_rows, separation_datasets
+from tests.conftest import write_corpus
+
+
+@pytest.mark.parametrize("num_spks", [2, 3])
+def test_crops_and_whole_utterances(tmp_path, num_spks):
+    root = write_corpus(tmp_path / "c", num_spks=num_spks, seconds=0.5)
+    csvs = [str(root / f"{split}.csv") for split in ("train", "valid", "test")]
+    train, valid, _ = separation_datasets(csvs, num_spks=num_spks, sample_rate=16000, training_signal_len=3000)
+    item = train[0]
+    assert set(item) == {"id", "mix_sig"} | {f"s{i}_sig" for i in range(1, num_spks + 1)}
+    assert item["mix_sig"].shape == (3000,)
+    torch.testing.assert_close(item["mix_sig"], sum(item[f"s{i}_sig"] for i in range(1, num_spks + 1)),
+                               atol=1e-4, rtol=0)  # the same crop of every signal
+    assert valid[0]["mix_sig"].shape == (8000,)
+    batch = next(iter(make_dataloader(train, batch_size=2)))
+    assert batch.mix_sig.data.shape == (2, 3000)
+
+
+def _break(root, split, column, index, how):
+    path = root / f"{split}.csv"
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    target = rows[index][column]
+    if how == "missing":
+        (root / target.split("/")[-1]).unlink()
+    elif how == "corrupt":
+        open(target, "wb").write(b"RIFF\x00\x00not audio")
+    elif how == "rate":
+        data, _ = sf.read(target)
+        sf.write(target, data, 8000)
+    return rows[index]["ID"], target
+
+
+@pytest.mark.parametrize("how", ["missing", "corrupt", "rate"])
+def test_bad_rows_fatal_or_skipped(tmp_path, how):
+    root = write_corpus(tmp_path / "c")
+    bad_id, bad_path = _break(root, "train", "s2_wav", 1, how)
+    with pytest.raises(ValueError, match=f"row {bad_id}: s2_wav='{bad_path}'"):
+        check_rows(str(root / "train.csv"), 2, 16000, missing_audio="fatal")
+    csvs = [str(root / f"{split}.csv") for split in ("train", "valid", "test")]
+    train, _, _ = separation_datasets(csvs, num_spks=2, sample_rate=16000, missing_audio="skip")
+    ids = [train[i]["id"] for i in range(len(train))]
+    assert bad_id not in ids and len(ids) == 3
+
+
+def test_missing_csv_and_columns(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no separation CSV"):
+        check_rows(str(tmp_path / "nope.csv"), 2, 16000)
+    root = write_corpus(tmp_path / "c")
+    with pytest.raises(ValueError, match=r"missing columns \['s3_wav'\] \(num_spks=3\)"):
+        check_rows(str(root / "train.csv"), 3, 16000)
+    with pytest.raises(ValueError, match="missing_audio='ignore'"):
+        check_rows(str(root / "train.csv"), 2, 16000, missing_audio="ignore")

@@ -1,0 +1,43 @@
+"""Every hparams file loads, builds the published model on CPU and defines what recipes read."""
+
+import glob
+import os
+
+import pytest
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.nnet.schedulers import ReduceLROnPlateau
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HPARAMS = sorted(glob.glob(os.path.join(ROOT, "hparams", "*.yaml")))
+PARAMS = {"spmamba.yaml": 6_141_826, "spmamba-8k.yaml": 6_094_498, "tfgridnet.yaml": 10_427_266}
+# Keys that SpeechBrain's stock recipes/{LibriMix,WSJ0Mix}/separation/train.py read.
+STOCK_KEYS = [
+    "Encoder", "MaskNet", "Decoder", "num_spks", "loss", "optimizer", "lr_scheduler", "epoch_counter",
+    "checkpointer", "modules", "train_logger", "save_folder", "output_folder", "clip_grad_norm",
+    "loss_upper_lim", "threshold_byloss", "threshold", "limit_training_signal_len", "training_signal_len",
+    "use_speedperturb", "use_rand_shift", "use_wavedrop", "use_wham_noise", "dynamic_mixing",
+    "dataloader_opts", "N_epochs", "sample_rate", "data_folder", "train_data", "valid_data", "test_data",
+    "skip_prep", "save_audio", "n_audio_to_save", "min_shift", "max_shift",
+]
+
+
+def test_all_files_are_covered():
+    assert sorted(os.path.basename(p) for p in HPARAMS) == sorted(PARAMS)
+
+
+@pytest.mark.parametrize("path", HPARAMS, ids=os.path.basename)
+def test_loads_and_builds(path, tmp_path):
+    with open(path, encoding="utf-8") as handle:
+        hparams = load_hyperpyyaml(handle, {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out")})
+    missing = [key for key in STOCK_KEYS if key not in hparams]
+    assert not missing
+    assert isinstance(hparams["lr_scheduler"], ReduceLROnPlateau)
+    assert hparams["lr_scheduler"].factor == 0.5 and hparams["lr_scheduler"].patience == 10
+    assert hparams["epoch_counter"].limit_to_stop == 20
+    assert hparams["clip_grad_norm"] == hparams["max_grad_norm"] == 5
+    assert hparams["training_signal_len"] == 4 * hparams["sample_rate"]
+    assert sum(p.numel() for p in hparams["MaskNet"].parameters()) == PARAMS[os.path.basename(path)]
+    assert set(hparams["modules"]) == {"encoder", "masknet", "decoder"}
+    assert hparams["Encoder"].n_fft == hparams["Decoder"].n_fft == hparams["n_fft"]
+    optimizer = hparams["optimizer"](hparams["MaskNet"].parameters())
+    assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["weight_decay"] == 0
