@@ -3,6 +3,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+# The demo: a download-free corpus, a small SPMamba trained briefly on the CPU, its test
+# results, an exported model and one separated test mixture, all under results/demo/.
+DEMO_DATA ?= data/echo2mix-demo
+DEMO_EPOCHS ?= 4
+DEMO_OVERRIDES := --experiment_name demo --seed 1234 --device cpu --N_epochs $(DEMO_EPOCHS) \
+	--n_fft 256 --hop_length 64 --emb_dim 8 --emb_kernel_size 4 --num_blocks 2 --num_heads 2 \
+	--attention_qk_dim 258 --d_state 8 --expand 2 --training_signal_len 32000 --batch_size 4 \
+	--ckpt_interval_minutes 5
 
 .PHONY: demo test benchmark-scan
 
@@ -13,7 +23,12 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/spmamba-demo --out demo_output
+	$(BIN)/spmamba-prepare-demo --out $(DEMO_DATA)
+	$(PY) train.py hparams/spmamba.yaml --data_folder $(DEMO_DATA) $(DEMO_OVERRIDES)
+	$(BIN)/spmamba-export results/demo/1234 --out results/demo/model
+	$(BIN)/spmamba-separate $(DEMO_DATA)/test/mix/test_000000.wav --model results/demo/model \
+		--out results/demo/separated
+	@echo "Demo done: results/demo/1234/test_results.csv, results/demo/1234/test_plots/, results/demo/separated/"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q

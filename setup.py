@@ -21,6 +21,10 @@ setup(
         "tqdm",
         "fast_bss_eval>=0.1.4",
         "matplotlib",
+        "scipy>=1.10",
+        "pyloudnorm>=0.2,<0.3",
+        "pyroomacoustics>=0.10.1,<0.11",
+        "espeakng-loader>=0.2.4,<0.3",
     ],
     extras_require={
         "cuda": ["mamba-ssm>=2.2"],
@@ -28,9 +32,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "spmamba-demo=spmamba_sb.cli:demo_main",
             "spmamba-separate=spmamba_sb.cli:separate_main",
             "spmamba-export=spmamba_sb.cli:export_main",
+            "spmamba-prepare-echo2mix=spmamba_sb.data.prepare_cli:echo2mix_main",
+            "spmamba-prepare-demo=spmamba_sb.data.prepare_cli:demo_main",
         ]
     },
 )

@@ -81,7 +81,6 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
             entry["error"] = "out of memory"
         torch.cuda.empty_cache()
         result["inference"].append(entry)
-    del model, optimizer
     torch.cuda.empty_cache()
     return result
 

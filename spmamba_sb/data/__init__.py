@@ -14,4 +14,6 @@ Modules (none imports the model code; importing this package imports nothing hea
   :mod:`~spmamba_sb.data.backgrounds`, :mod:`~spmamba_sb.data.demo_corpus`: the demo corpus.
 - :mod:`~spmamba_sb.data.prepare_cli`: the ``spmamba-prepare-echo2mix`` and
   ``spmamba-prepare-demo`` commands.
+- :mod:`~spmamba_sb.data.pipelines`: SpeechBrain datasets reading separation CSVs (training crops,
+  whole utterances for validation and test).
 """

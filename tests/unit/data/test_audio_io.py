@@ -1,0 +1,74 @@
+"""Reading with resampling and downmixing, unreadable files, atomic writes."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from spmamba_sb.data.audio_io import (PARTIAL_SUFFIX, UnreadableAudioError, read_audio, resample,
+                                      write_audio_atomic, write_text_atomic)
+
+
+def _peak_frequency(signal, rate):
+    spectrum = np.abs(np.fft.rfft(signal))
+    return np.fft.rfftfreq(signal.shape[0], 1 / rate)[np.argmax(spectrum)]
+
+
+@pytest.mark.parametrize("file_rate", [8000, 22050, 44100])
+def test_read_audio_resamples_to_the_requested_rate(tmp_path, file_rate):
+    time = np.arange(file_rate) / file_rate  # 1 s
+    path = tmp_path / "tone.wav"
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 440 * time), file_rate, subtype="FLOAT")
+    audio = read_audio(path, 16000)
+    assert audio.dtype == np.float64 and audio.shape == (16000,)
+    assert abs(_peak_frequency(audio, 16000) - 440) <= 1.0
+    assert abs(np.max(np.abs(audio[1000:-1000])) - 0.5) < 0.01
+
+
+def test_read_audio_averages_channels(tmp_path):
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([np.full(100, 0.2), np.full(100, 0.4)], 1), 8000, subtype="FLOAT")
+    np.testing.assert_allclose(read_audio(path, 8000), 0.3, atol=1e-7)
+
+
+@pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk", b"fLaC garbage" * 20])
+def test_undecodable_files_raise_unreadable(tmp_path, content):
+    path = tmp_path / "bad.flac"
+    path.write_bytes(content)
+    with pytest.raises(UnreadableAudioError, match="bad.flac"):
+        read_audio(path, 16000)
+
+
+def test_missing_empty_and_nan_files_raise_unreadable(tmp_path):
+    with pytest.raises(UnreadableAudioError, match="cannot read"):
+        read_audio(tmp_path / "missing.wav", 16000)
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 8000)
+    with pytest.raises(UnreadableAudioError, match="no samples"):
+        read_audio(tmp_path / "empty.wav", 8000)
+    sf.write(tmp_path / "nan.wav", np.array([0.0, np.nan, 0.0]), 8000, subtype="FLOAT")
+    with pytest.raises(UnreadableAudioError, match="NaN"):
+        read_audio(tmp_path / "nan.wav", 8000)
+
+
+def test_atomic_write_round_trips_float_exactly_and_leaves_no_partial_file(tmp_path):
+    signal = np.random.default_rng(0).standard_normal((2, 500)).astype(np.float32)
+    write_audio_atomic(tmp_path / "x.wav", signal, 8000)
+    data, rate = sf.read(tmp_path / "x.wav", dtype="float32", always_2d=True)
+    assert rate == 8000 and np.array_equal(data.T, signal)
+    # no PEAK chunk: it carries a timestamp, which would make identical audio give different bytes
+    assert b"PEAK" not in (tmp_path / "x.wav").read_bytes()[:200]
+    write_text_atomic(tmp_path / "x.json", "{}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["x.json", "x.wav"]
+    assert not list(tmp_path.glob(f"*{PARTIAL_SUFFIX}"))
+
+
+def test_write_rejects_unknown_extension_and_bad_shape(tmp_path):
+    with pytest.raises(ValueError, match=r"\.wav or \.flac"):
+        write_audio_atomic(tmp_path / "x.mp3", np.zeros(10), 8000)
+    with pytest.raises(ValueError, match=r"\[L\] or \[C, L\]"):
+        write_audio_atomic(tmp_path / "x.wav", np.zeros((1, 2, 3)), 8000)
+
+
+def test_resample_checks_rates():
+    assert resample(np.ones(10), 8000, 8000).shape == (10,)
+    with pytest.raises(ValueError, match="source_rate=0"):
+        resample(np.ones(10), 0, 8000)
