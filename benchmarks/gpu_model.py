@@ -3,7 +3,7 @@
 Measures, at the published 16 kHz configuration, a training step (forward, backward and
 Adam) on random 4 s mixtures and inference on mixtures of several lengths, each as the
 median of a few timed repeats after a warm-up, with peak allocated GPU memory.
-Prints one JSON object.
+Prints one JSON object per line: the machine first, then one per measurement as it ends.
 
     python benchmarks/gpu_model.py [--models spmamba-cuda spmamba-torch tfgridnet]
 """
@@ -11,6 +11,7 @@ Prints one JSON object.
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -21,7 +22,7 @@ SAMPLE_RATE = 16000
 MODELS = {
     "spmamba-cuda": lambda: SPMamba(scan_backend="cuda"),
     "spmamba-torch": lambda: SPMamba(scan_backend="torch"),
-    "tfgridnet": lambda: TFGridNet(lstm_hidden_dim=192),
+    "tfgridnet": lambda: TFGridNet(lstm_hidden_dim=256),
 }
 
 
@@ -51,15 +52,20 @@ def train_step(model, optimizer, batch, seconds, precision):
     optimizer.step()
 
 
+def emit(record):
+    """Print one measurement as a JSON line, at once."""
+    print(json.dumps(record), flush=True)
+
+
 def measure(name, batches, train_seconds, infer_seconds, repeats):
-    """All figures of one model."""
+    """All figures of one model, printed as they are taken."""
     torch.manual_seed(0)
     model = MODELS[name]().cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    result = {"params": sum(p.numel() for p in model.parameters()), "train": [], "inference": []}
+    emit({"model": name, "params": sum(p.numel() for p in model.parameters())})
     for precision in ("fp32", "bf16"):
         for batch in batches:
-            entry = {"precision": precision, "batch": batch, "seconds": train_seconds}
+            entry = {"model": name, "work": "train", "precision": precision, "batch": batch, "seconds": train_seconds}
             try:
                 step, peak = timed(lambda: train_step(model, optimizer, batch, train_seconds, precision), repeats)
                 entry.update(step_ms=round(step * 1e3, 1), peak_gib=round(peak, 2),
@@ -68,11 +74,11 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
                 entry["error"] = "out of memory"
             optimizer.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
-            result["train"].append(entry)
+            emit(entry)
     model.eval()
     for seconds in infer_seconds:
         mix = torch.randn(1, int(seconds * SAMPLE_RATE), device="cuda")
-        entry = {"precision": "fp32", "seconds": seconds}
+        entry = {"model": name, "work": "inference", "precision": "fp32", "seconds": seconds}
         try:
             with torch.no_grad():
                 elapsed, peak = timed(lambda: model(mix), repeats)
@@ -80,9 +86,7 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
         except torch.OutOfMemoryError:
             entry["error"] = "out of memory"
         torch.cuda.empty_cache()
-        result["inference"].append(entry)
-    torch.cuda.empty_cache()
-    return result
+        emit(entry)
 
 
 def main():
@@ -90,18 +94,12 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--train-seconds", type=float, default=4.0)
-    parser.add_argument("--infer-seconds", nargs="+", type=float, default=[1, 4, 16, 60])
+    parser.add_argument("--infer-seconds", nargs="+", type=float, default=[1, 4, 16, 60, 300])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    report = {
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "models": {
-            name: measure(name, args.batches, args.train_seconds, args.infer_seconds, args.repeats)
-            for name in args.models
-        },
-    }
-    print(json.dumps(report, indent=1))
+    emit({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "command": " ".join(sys.argv)})
+    for name in args.models:
+        measure(name, args.batches, args.train_seconds, args.infer_seconds, args.repeats)
 
 
 if __name__ == "__main__":

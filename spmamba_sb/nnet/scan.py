@@ -47,7 +47,7 @@ CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
 # On a CPU, states of at least this many elements ([B, D, N]) are stepped through one step
 # at a time (memory-bound work dominates); smaller ones use the log-depth scan, which needs
 # far fewer Python-level operations.
-SEQUENTIAL_MIN_ELEMENTS = 1 << 16
+SEQUENTIAL_MIN_ELEMENTS = 1 << 13
 _INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-ssm>=2.2)"
 
 _kernel_cache: dict = {}
