@@ -1,0 +1,49 @@
+"""The package's import rules: arrows point down (cli -> inference -> trio -> models -> nnet)."""
+
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "spmamba_sb"
+# module prefix -> prefixes it must never import
+FORBIDDEN = {
+    "spmamba_sb.nnet": ["speechbrain", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data",
+                        "spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.cli"],
+    "spmamba_sb.models": ["speechbrain", "spmamba_sb.trio", "spmamba_sb.data", "spmamba_sb.brain",
+                          "spmamba_sb.inference", "spmamba_sb.cli"],
+    "spmamba_sb.data": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.brain",
+                        "spmamba_sb.inference", "spmamba_sb.cli"],
+    "spmamba_sb.trio": ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.cli"],
+    "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.cli"],
+    "spmamba_sb": ["train", "recipes", "benchmarks", "tests"],
+}
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        yield name, path
+
+
+def _imports(path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+
+
+def _matches(name, prefix):
+    return name == prefix or name.startswith(prefix + ".")
+
+
+@pytest.mark.parametrize("module,path", list(_modules()), ids=[m for m, _ in _modules()])
+def test_imports_point_down(module, path):
+    imported = set(_imports(path))
+    for owner, forbidden in FORBIDDEN.items():
+        if _matches(module, owner):
+            bad = sorted(name for name in imported for prefix in forbidden if _matches(name, prefix))
+            assert not bad, f"{module} imports {bad}"
+    if module != "spmamba_sb.nnet.scan":
+        assert not any(_matches(name, "mamba_ssm") for name in imported), f"{module} imports mamba_ssm"
