@@ -10,8 +10,8 @@ BIN := $(VENV)/bin
 DEMO_DATA ?= data/echo2mix-demo
 DEMO_EPOCHS ?= 4
 DEMO_OVERRIDES := --experiment_name demo --seed 1234 --device cpu --N_epochs $(DEMO_EPOCHS) \
-	--n_fft 256 --hop_length 64 --emb_dim 8 --emb_kernel_size 4 --num_blocks 2 --num_heads 2 \
-	--attention_qk_dim 258 --d_state 8 --expand 2 --training_signal_len 32000 --batch_size 4 \
+	--n_fft 256 --hop_length 128 --emb_dim 8 --emb_kernel_size 4 --num_blocks 2 --num_heads 2 \
+	--attention_qk_dim 258 --d_state 4 --expand 1 --training_signal_len 16000 --batch_size 2 \
 	--ckpt_interval_minutes 5
 
 .PHONY: demo test benchmark-scan
@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/spmamba-prepare-demo --out $(DEMO_DATA)
+	$(BIN)/spmamba-prepare-demo --out $(DEMO_DATA) --hours-train 0.1 --hours-valid 0.02 --hours-test 0.02
 	$(PY) train.py hparams/spmamba.yaml --data_folder $(DEMO_DATA) $(DEMO_OVERRIDES)
 	$(BIN)/spmamba-export results/demo/1234 --out results/demo/model
 	$(BIN)/spmamba-separate $(DEMO_DATA)/test/mix/test_000000.wav --model results/demo/model \
