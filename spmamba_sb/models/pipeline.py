@@ -31,8 +31,8 @@ def as_multichannel(mix: torch.Tensor, min_length: int = 1) -> torch.Tensor:
     torch.Size([2, 3, 100])
     """
     if not torch.is_tensor(mix) or not mix.is_floating_point():
-        raise ValueError(f"expected a floating-point waveform tensor, got {type(mix).__name__}"
-                         f"{'' if not torch.is_tensor(mix) else ' of ' + str(mix.dtype)}")
+        kind = f"a tensor of {mix.dtype}" if torch.is_tensor(mix) else type(mix).__name__
+        raise ValueError(f"expected a floating-point waveform tensor, got {kind}")
     if mix.ndim == 1:
         mix = mix[None, None]  # [1, 1, L]
     elif mix.ndim == 2:

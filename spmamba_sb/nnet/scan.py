@@ -229,7 +229,7 @@ def selective_scan(
     )
 
 
-def _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
     """Upcast to fp32 (fp64 stays fp64) and apply the step-size bias and softplus."""
     dtype = torch.promote_types(u.dtype, torch.float32)
     u, delta, B, C, A = (t.to(dtype) for t in (u, delta, B, C, A))
@@ -321,7 +321,7 @@ def selective_scan_torch(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     dtype = u.dtype
     with torch.autocast(u.device.type, enabled=False):
-        u32, delta32, A32, B32, C32 = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        u32, delta32, A32, B32, C32 = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
         state = u32.new_zeros(batch, channels, A32.shape[1])  # [B, D, N]
         use_checkpoint = torch.is_grad_enabled() and any(
             t.requires_grad for t in (u32, delta32, A32, B32, C32)
@@ -363,7 +363,7 @@ def selective_scan_reference(
     torch.Size([1, 5, 4])
     """
     dtype = u.dtype
-    u, delta, A, B, C = _prepare(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     state = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # [B, D, N]
     outputs = []
     for t in range(u.shape[1]):
