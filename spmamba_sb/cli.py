@@ -4,12 +4,12 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 import time
-from typing import List, Optional
+from typing import List, Optional, Set
 
-import soundfile as sf
-
-from spmamba_sb.inference import SPMambaSeparation, export_model
+from spmamba_sb.data.audio_io import write_audio_atomic
+from spmamba_sb.inference import MODEL_FILES, AudioInputError, SPMambaSeparation, export_model
 
 
 def export_main(argv: Optional[List[str]] = None) -> None:
@@ -28,26 +28,85 @@ def export_main(argv: Optional[List[str]] = None) -> None:
 
 
 def separate_main(argv: Optional[List[str]] = None) -> None:
-    """Separate audio files with an exported model; writes one wav per source."""
+    """Separate audio files with an exported model; writes one float wav per source.
+
+    A file that cannot be separated (unreadable, empty, too short, NaN samples, outputs that
+    exist already) gets one "spmamba-separate: error: <file>: <problem>" line on stderr and the
+    other files go on; the exit status is then 1. A bad --model or --out exits with status 1,
+    bad chunk settings with 2.
+    """
     parser = argparse.ArgumentParser(prog="spmamba-separate", description=separate_main.__doc__)
     parser.add_argument("inputs", nargs="+", help="audio files (any rate; channels are averaged)")
     parser.add_argument("--model", required=True, help="model folder (from spmamba-export)")
     parser.add_argument("--out", required=True, help="output folder: <name>_s1.wav, <name>_s2.wav, ...")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     parser.add_argument("--chunk-seconds", type=float, default=8.0, help="longer files go in chunks")
     parser.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of consecutive chunks")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    separator = SPMambaSeparation.from_hparams(
-        source=args.model, savedir=args.model, run_opts={"device": args.device}
-    )
-    os.makedirs(args.out, exist_ok=True)
-    rate = separator.hparams.sample_rate
+    warnings_only = logging.StreamHandler()
+    warnings_only.setLevel(logging.WARNING)  # SpeechBrain sets its own loggers to INFO
+    logging.basicConfig(handlers=[warnings_only])
+    device = "cuda:0" if args.device == "cuda" else args.device  # SpeechBrain wants an index
+    separator = _load_separator(args.model, device)
+    try:
+        separator.chunk_lengths(args.chunk_seconds, args.overlap_seconds)
+    except ValueError as error:
+        parser.error(f"--chunk-seconds / --overlap-seconds: {error}")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as error:
+        _print_error(f"--out {args.out}: cannot create the folder ({error.strerror or error})")
+        raise SystemExit(1)
+    rate, num_spks = separator.hparams.sample_rate, separator.hparams.num_spks
+    written: Set[str] = set()  # outputs of this run, which a later input must not replace
+    failures = 0
     for path in args.inputs:
+        name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        outputs = [os.path.join(args.out, f"{name}_s{index + 1}.wav") for index in range(num_spks)]
         start = time.perf_counter()
-        sources = separator.separate_file(path, args.chunk_seconds, args.overlap_seconds)[0]  # [L, S]
-        name = os.path.splitext(os.path.basename(path))[0]
-        for index in range(sources.shape[1]):
-            sf.write(os.path.join(args.out, f"{name}_s{index + 1}.wav"), sources[:, index].numpy(), rate)
+        try:
+            _check_outputs(path, outputs, written, args.overwrite)
+            sources = separator.separate_file(path, args.chunk_seconds, args.overlap_seconds)[0]  # [L, S]
+            for output, source in zip(outputs, sources.T.contiguous()):  # source: [L]
+                write_audio_atomic(output, source.numpy(), rate)
+        except (AudioInputError, OSError) as error:  # this file's problem: report it, go on with the next
+            _print_error(str(error))
+            failures += 1
+            continue
+        written.update(outputs)
         seconds = sources.shape[0] / rate
-        print(f"{path}: {seconds:.1f} s separated into {sources.shape[1]} sources in {time.perf_counter() - start:.1f} s")
+        print(f"{path}: {seconds:.1f} s separated into {num_spks} sources in {time.perf_counter() - start:.1f} s")
+    if failures:
+        raise SystemExit(1)
+
+
+def _print_error(message: str) -> None:
+    print(f"spmamba-separate: error: {message}", file=sys.stderr)
+
+
+def _load_separator(model: str, device: str) -> SPMambaSeparation:
+    """Load a model folder, or exit with status 1 and one line saying what is wrong with it."""
+    if not os.path.isdir(model):
+        _print_error(f"--model {model}: no such folder")
+        raise SystemExit(1)
+    missing = [name for name in ("hyperparams.yaml",) + MODEL_FILES if not os.path.isfile(os.path.join(model, name))]
+    if missing:
+        _print_error(f"--model {model}: not a model folder (no {', '.join(missing)})")
+        raise SystemExit(1)
+    try:
+        return SPMambaSeparation.from_hparams(source=model, savedir=model, run_opts={"device": device})
+    except Exception as error:  # a damaged folder fails in YAML, torch.load or load_state_dict, each its own way
+        reason = textwrap.shorten(str(error), width=300, placeholder=" ...")  # one line
+        _print_error(f"--model {model}: cannot load it on device {device} ({reason})")
+        raise SystemExit(1)
+
+
+def _check_outputs(path: str, outputs: List[str], written: Set[str], overwrite: bool) -> None:
+    """Raise ``FileExistsError`` if ``path``'s outputs were written earlier in this run, or
+    exist and ``overwrite`` is off."""
+    for output in outputs:
+        if output in written:
+            raise FileExistsError(f"{path}: {output} was written for an earlier input of this run")
+        if not overwrite and os.path.lexists(output):
+            raise FileExistsError(f"{path}: {output} exists already (use --overwrite to replace it)")

@@ -7,18 +7,18 @@ A model folder holds ``hyperparams.yaml`` (the trio, ``sample_rate``, ``num_spks
 """
 
 import logging
+import math
 import os
 import shutil
 from itertools import permutations
-from typing import Optional
+from typing import Optional, Tuple
 
-import soundfile as sf
 import torch
-import torchaudio
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
 
+from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio
 from spmamba_sb.trio import separate
 
 logger = logging.getLogger(__name__)
@@ -26,11 +26,22 @@ logger = logging.getLogger(__name__)
 MODEL_FILES = ("encoder.ckpt", "masknet.ckpt", "decoder.ckpt")
 
 
+class AudioInputError(ValueError):
+    """An input file that cannot be separated; the message is ``<path>: <problem>``.
+
+    Example
+    -------
+    >>> str(AudioInputError("mixture.wav: no samples"))
+    'mixture.wav: no samples'
+    """
+
+
 class SPMambaSeparation(Pretrained):
     """SPMamba separation: ``from_hparams(source=DIR)``, then separate tensors or files.
 
     ``separate_file`` reads any format soundfile reads, mixes multi-channel audio to mono by
-    averaging the channels, resamples to the model's rate, and separates recordings longer
+    averaging the channels, resamples to the model's rate (polyphase filter, see
+    :func:`~spmamba_sb.data.audio_io.read_audio`), and separates recordings longer
     than ``chunk_seconds`` in overlapping chunks (see :meth:`separate_long`), so memory is
     bounded by the chunk length whatever the file's. Outputs are not rescaled.
 
@@ -52,6 +63,38 @@ class SPMambaSeparation(Pretrained):
         """Same as :meth:`separate_batch`."""
         return self.separate_batch(mix)
 
+    def chunk_lengths(self, chunk_seconds: float, overlap_seconds: float) -> Tuple[int, int]:
+        """Chunk and overlap lengths in samples at the model's rate, checked.
+
+        Arguments
+        ---------
+        chunk_seconds : float
+            Chunk length; at least one STFT frame.
+        overlap_seconds : float
+            Overlap of consecutive chunks; at least one sample, at most half a chunk.
+
+        Returns
+        -------
+        tuple of int
+            ``(chunk, overlap)`` in samples.
+
+        Raises
+        ------
+        ValueError
+            Naming the argument, its value and its allowed range.
+        """
+        rate, frame = self.hparams.sample_rate, self.mods.encoder.n_fft
+        chunk = int(chunk_seconds * rate) if math.isfinite(chunk_seconds) else 0  # NaN and inf fail below
+        overlap = int(overlap_seconds * rate) if math.isfinite(overlap_seconds) else 0
+        if chunk < frame:
+            raise ValueError(f"chunk_seconds must be at least one STFT frame ({frame / rate:g} s), got {chunk_seconds}")
+        if not 1 <= overlap <= chunk // 2:
+            raise ValueError(
+                f"overlap_seconds must be between one sample ({1 / rate:g} s) and chunk_seconds / 2 "
+                f"({chunk_seconds / 2:g} s), got {overlap_seconds}"
+            )
+        return chunk, overlap
+
     def separate_long(
         self, mix: torch.Tensor, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0
     ) -> torch.Tensor:
@@ -69,17 +112,17 @@ class SPMambaSeparation(Pretrained):
         chunk_seconds : float
             Chunk length; a mixture no longer than this is separated whole.
         overlap_seconds : float
-            Overlap of consecutive chunks; at most half a chunk.
+            Overlap of consecutive chunks; at most half a chunk (see :meth:`chunk_lengths`).
 
         Returns
         -------
         torch.Tensor
             [L, S] on the CPU.
         """
-        rate = self.hparams.sample_rate
-        chunk, overlap = int(chunk_seconds * rate), int(overlap_seconds * rate)
-        if not 0 < overlap <= chunk // 2:
-            raise ValueError(f"overlap_seconds must be in (0, chunk_seconds / 2], got {overlap_seconds}")
+        return self._separate_chunks(mix, *self.chunk_lengths(chunk_seconds, overlap_seconds))
+
+    def _separate_chunks(self, mix: torch.Tensor, chunk: int, overlap: int) -> torch.Tensor:
+        """:meth:`separate_long` with lengths in samples, already checked: [L] -> [L, S]."""
         length = mix.shape[-1]
         if length <= chunk:
             return self.separate_batch(mix[None])[0].cpu()
@@ -108,7 +151,7 @@ class SPMambaSeparation(Pretrained):
     def separate_file(
         self, path: str, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0
     ) -> torch.Tensor:
-        """Separate an audio file: [1, L, S] at the model's sample rate.
+        """Separate an audio file: [1, L, S] at the model's sample rate, all samples finite.
 
         Arguments
         ---------
@@ -121,9 +164,28 @@ class SPMambaSeparation(Pretrained):
         -------
         torch.Tensor
             [1, L, S].
+
+        Raises
+        ------
+        AudioInputError
+            If the file cannot be read (missing, a folder, not audio, truncated or corrupt
+            beyond decoding), has no samples, holds NaN/Inf samples, is shorter than one STFT
+            frame at the model's rate, or separates to NaN/Inf samples.
+        ValueError
+            If ``chunk_seconds`` or ``overlap_seconds`` is out of range.
         """
-        mix = load_mono(path, self.hparams.sample_rate)
-        return self.separate_long(mix, chunk_seconds, overlap_seconds)[None]
+        chunk, overlap = self.chunk_lengths(chunk_seconds, overlap_seconds)
+        try:
+            mix = torch.from_numpy(read_audio(path, self.hparams.sample_rate)).float()  # [L]
+        except UnreadableAudioError as error:
+            raise AudioInputError(str(error)) from error
+        try:
+            sources = self._separate_chunks(mix, chunk, overlap)  # [L, S]
+        except ValueError as error:  # the model's own input checks: too short, beyond float32's range
+            raise AudioInputError(f"{path}: {error}") from error
+        if not torch.isfinite(sources).all():
+            raise AudioInputError(f"{path}: the separated audio has NaN or Inf samples")
+        return sources[None]
 
 
 def _align(reference: torch.Tensor, candidate: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
@@ -136,26 +198,6 @@ def _align(reference: torch.Tensor, candidate: torch.Tensor, estimate: torch.Ten
         ),
     )
     return estimate[:, list(best)]
-
-
-def load_mono(path: str, sample_rate: int) -> torch.Tensor:
-    """Read an audio file as mono at ``sample_rate``: [L].
-
-    Channels are averaged; other rates are resampled (torchaudio's band-limited sinc).
-
-    Example
-    -------
-    >>> import tempfile, numpy
-    >>> path = tempfile.mktemp(suffix=".wav"); sf.write(path, numpy.zeros((4410, 2)), 44100)
-    >>> load_mono(path, 16000).shape
-    torch.Size([1600])
-    """
-    data, rate = sf.read(path, dtype="float32", always_2d=True)  # [L, channels]
-    mix = torch.from_numpy(data).mean(dim=1)
-    if rate != sample_rate:
-        logger.info("resampling %s from %d Hz to %d Hz", path, rate, sample_rate)
-        mix = torchaudio.functional.resample(mix, rate, sample_rate)
-    return mix
 
 
 INFERENCE_YAML = """\

@@ -28,12 +28,13 @@ _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
 class UnreadableAudioError(Exception):
     """An audio file that cannot be decoded, has no samples, or holds NaN/Inf samples.
 
-    The preparation skips such files and counts them instead of stopping.
+    The message is ``<path>: <problem>``. The preparation skips such files and counts them
+    instead of stopping.
 
     Example
     -------
-    >>> str(UnreadableAudioError("cannot read audio file 'a.wav'"))
-    "cannot read audio file 'a.wav'"
+    >>> str(UnreadableAudioError("a.wav: no samples"))
+    'a.wav: no samples'
     """
 
 
@@ -83,7 +84,8 @@ def read_audio(path: PathLike, sample_rate: int) -> np.ndarray:
     Raises
     ------
     UnreadableAudioError
-        If the file cannot be decoded, is empty or holds NaN/Inf samples.
+        If the file is missing, a folder, empty or cannot be decoded, has no samples or
+        holds NaN/Inf samples.
 
     Example
     -------
@@ -95,12 +97,24 @@ def read_audio(path: PathLike, sample_rate: int) -> np.ndarray:
     try:
         data, file_rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as error:
-        raise UnreadableAudioError(f"cannot read audio file '{path}': {error}") from error
+        raise UnreadableAudioError(f"{path}: cannot read audio ({_read_failure(path, error)})") from error
     if data.shape[0] == 0:
-        raise UnreadableAudioError(f"audio file '{path}' has no samples")
+        raise UnreadableAudioError(f"{path}: no samples")
     if not np.isfinite(data).all():
-        raise UnreadableAudioError(f"audio file '{path}' holds NaN or Inf samples")
+        raise UnreadableAudioError(f"{path}: contains NaN or Inf samples")
     return resample(data.mean(axis=1), file_rate, sample_rate)
+
+
+def _read_failure(path: PathLike, error: Exception) -> str:
+    """Why a file could not be read: the OS's reason (no such file, a folder, no permission),
+    ``empty file``, or else libsndfile's (for example ``Format not recognised``)."""
+    try:
+        with open(path, "rb") as handle:
+            if not handle.read(1):
+                return "empty file"
+    except OSError as os_error:
+        return os_error.strerror or str(os_error)
+    return getattr(error, "error_string", str(error)).rstrip(".")
 
 
 def write_audio_atomic(path: PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:

@@ -1,8 +1,6 @@
-"""Model folders: loading (ours and SpeechBrain's stock interface), files, long recordings, CLI."""
+"""Model folders: loading (ours and SpeechBrain's stock interface), files, long recordings."""
 
-import os
-import subprocess
-import sys
+import re
 
 import numpy as np
 import pytest
@@ -10,20 +8,26 @@ import soundfile as sf
 import torch
 from speechbrain.inference.separation import SepformerSeparation
 
-from spmamba_sb.inference import SPMambaSeparation, load_mono, write_model_folder
+from spmamba_sb.data.audio_io import read_audio
+from spmamba_sb.inference import AudioInputError, SPMambaSeparation, write_model_folder
 from spmamba_sb.trio import Encoder, MaskNet
 
 RATE = 8000
-TINY = dict(n_fft=64, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33, d_state=4,
+N_FFT = 64
+TINY = dict(n_fft=N_FFT, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33, d_state=4,
             expand=1, scan_backend="torch")
+
+
+def write_tiny_model(folder):
+    """An untrained two-speaker model folder at 8 kHz, small enough for CPU tests."""
+    torch.manual_seed(0)
+    write_model_folder(str(folder), RATE, Encoder(N_FFT, 32), MaskNet(num_spks=2, **TINY), save_weights=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    write_model_folder(str(folder), RATE, Encoder(64, 32), MaskNet(num_spks=2, **TINY), save_weights=True)
-    return folder
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,46 @@ def test_separate_file_resamples_and_downmixes(separator, tmp_path, rate, channe
     path = _write(tmp_path / "mix.wav", data, rate, "PCM_16")
     out = separator.separate_file(path)
     assert out.shape == (1, RATE // 2, 2) and torch.isfinite(out).all()
-    mono = load_mono(path, RATE)
+    mono = torch.from_numpy(read_audio(path, RATE)).float()
     torch.testing.assert_close(out[0], separator.separate_batch(mono[None])[0].cpu())
+
+
+def test_separate_file_errors_name_the_file(separator, tmp_path):
+    path = _write(tmp_path / "short.wav", np.full(N_FFT - 1, 0.1, np.float32), RATE)
+    problem = f"input has {N_FFT - 1} samples, shorter than one STFT frame"
+    with pytest.raises(AudioInputError, match=f"^{re.escape(path)}: {problem}"):
+        separator.separate_file(path)
+    with pytest.raises(AudioInputError, match="missing.wav: cannot read audio"):
+        separator.separate_file(str(tmp_path / "missing.wav"))
+
+
+def test_separate_file_never_returns_nan(separator, tmp_path, monkeypatch):
+    path = _write(tmp_path / "mix.wav", np.full(RATE // 4, 0.1, np.float32), RATE)
+    monkeypatch.setattr(separator, "separate_batch", lambda mix: torch.full((1, mix.shape[-1], 2), float("nan")))
+    with pytest.raises(AudioInputError, match="mix.wav: the separated audio has NaN or Inf samples"):
+        separator.separate_file(path)
+
+
+@pytest.mark.parametrize("chunk_seconds,overlap_seconds,match", [
+    ((N_FFT - 1) / RATE, 0.001, "chunk_seconds must be at least one STFT frame"),
+    (float("nan"), 1.0, "chunk_seconds"),
+    (float("inf"), 1.0, "chunk_seconds"),
+    (4.0, 0.0, "overlap_seconds must be between one sample"),
+    (4.0, 2.5, r"chunk_seconds / 2 \(2 s\), got 2.5"),
+    (4.0, float("nan"), "overlap_seconds"),
+])
+def test_chunk_settings_are_checked_before_the_file(separator, tmp_path, chunk_seconds, overlap_seconds, match):
+    with pytest.raises(ValueError, match=match) as raised:
+        separator.separate_file(str(tmp_path / "missing.wav"), chunk_seconds, overlap_seconds)
+    assert not isinstance(raised.value, AudioInputError)
+    with pytest.raises(ValueError, match=match):
+        separator.separate_long(torch.zeros(RATE), chunk_seconds, overlap_seconds)
+
+
+def test_shortest_chunk_settings_work(separator):
+    assert separator.chunk_lengths(N_FFT / RATE, 1 / RATE) == (N_FFT, 1)
+    out = separator.separate_long(torch.randn(3 * N_FFT + 5), N_FFT / RATE, 1 / RATE)
+    assert out.shape == (3 * N_FFT + 5, 2) and torch.isfinite(out).all()
 
 
 def test_long_input_goes_in_bounded_chunks(separator, monkeypatch):
@@ -88,18 +130,3 @@ def test_chunked_matches_whole_away_from_edges(separator):
 
 
 CHUNK_MATCH_SNR_DB = 20.0
-
-
-def test_cli_writes_one_wav_per_source(model_dir, tmp_path):
-    first = _write(tmp_path / "a.wav", np.random.default_rng(0).standard_normal(RATE).astype(np.float32) * 0.1, RATE)
-    second = _write(tmp_path / "b.flac", np.random.default_rng(1).standard_normal((RATE, 2)) * 0.1, 16000, "PCM_16")
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "spmamba-separate"), first, second, "--model", str(model_dir), "--out", str(out)],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    written = sorted(p.name for p in out.iterdir())
-    assert written == ["a_s1.wav", "a_s2.wav", "b_s1.wav", "b_s2.wav"]
-    data, rate = sf.read(str(out / "b_s2.wav"))
-    assert rate == RATE and len(data) == RATE // 2 and np.isfinite(data).all()
