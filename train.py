@@ -2,6 +2,7 @@
 """Train and test SPMamba (or the TF-GridNet baseline) on separation CSVs.
 
     python train.py hparams/spmamba.yaml --data_folder DIR [--precision bf16] [--device cpu]
+        [--max_train_minutes M] [--train_epoch_size N]
 
 DIR holds train.csv, valid.csv and test.csv in SpeechBrain's separation format. Run the
 same command again to resume from the last checkpoint; once training has finished it
@@ -12,6 +13,7 @@ import sys
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.sampler import ReproducibleRandomSampler
 
 from spmamba_sb.brain import SeparationBrain
 from spmamba_sb.data.pipelines import separation_datasets
@@ -39,6 +41,11 @@ def main(argv):
         data_root=hparams["data_folder"],
         missing_audio=hparams["missing_audio"],
     )
+    train_loader_kwargs = dict(hparams["dataloader_opts"])
+    if hparams.get("train_epoch_size"):
+        train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
+            train_data, seed=hparams["seed"], num_samples=hparams["train_epoch_size"]
+        )
     brain = SeparationBrain(
         modules=hparams["modules"],
         opt_class=hparams["optimizer"],
@@ -50,7 +57,7 @@ def main(argv):
         hparams["epoch_counter"],
         train_data,
         valid_data,
-        train_loader_kwargs=hparams["dataloader_opts"],
+        train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
     brain.evaluate(test_data, min_key="si-snr", test_loader_kwargs=hparams["valid_dataloader_opts"])

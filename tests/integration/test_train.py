@@ -53,6 +53,12 @@ def test_prepare_train_kill_resume_test_export_separate(tmp_path):
     time.sleep(0.5)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    intra_epoch = [name for name in os.listdir(out / "save") if (out / "save" / name / "CKPT.yaml").exists()]
+    assert intra_epoch, "no complete checkpoint survived the kill"
+    saved = set(os.listdir(out / "save" / intra_epoch[-1]))
+    for part in ("masknet", "optimizer", "lr_scheduler", "counter", "dataloader-TRAIN", "random_state",
+                 "training_clock"):
+        assert f"{part}.ckpt" in saved, saved
     assert not os.path.exists(out / "train_log.txt") or not any(l.startswith("epoch: 1") for l in _log_lines(out))
 
     resumed = subprocess.run(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -99,3 +105,22 @@ def test_bf16_precision_trains_without_nan(tmp_path):
     for line in _log_lines(out):
         if line.startswith("epoch:"):
             assert "nan" not in line.lower() and "nonfinite_batches: 0" in line
+
+
+def test_time_budget_stops_training_then_rerun_only_tests(tmp_path):
+    data = write_corpus(tmp_path / "data", sizes=(("train", 8), ("valid", 2), ("test", 2)))
+    out = tmp_path / "exp"
+    # a budget spent by the first step: one step, one validation, one checkpoint, then the test
+    command = _train_command(data, out, "--max_train_minutes", "0.00001", "--train_epoch_size", "6")
+    first = subprocess.run(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert first.returncode == 0, first.stdout[-3000:]
+    epochs = [line for line in _log_lines(out) if line.startswith("epoch:")]
+    assert len(epochs) == 1 and "train_minutes: " in epochs[0] and "valid si-snr_i: " in epochs[0]
+    assert "training time budget (1e-05 min) spent" in first.stdout
+    assert os.path.exists(out / "test_results.csv")
+
+    again = subprocess.run(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "already spent" in again.stdout
+    assert [line for line in _log_lines(out) if line.startswith("epoch:")] == epochs
+    assert len([line for line in _log_lines(out) if line.startswith("epoch loaded")]) == 2

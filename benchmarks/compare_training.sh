@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# SPMamba against the TF-GridNet baseline: same demo corpus, crops, optimiser, seed and
+# training-time budget, through the public commands only. Stages (run in order; each one
+# resumes where it stopped, so the experiment can be split over several shorter jobs):
+#
+#   benchmarks/compare_training.sh prepare                   # demo corpus (CPU, parallel)
+#   benchmarks/compare_training.sh train spmamba [MINUTES]   # train up to MINUTES of training time
+#   benchmarks/compare_training.sh train tfgridnet [MINUTES] #   (default BUDGET), then test
+#   benchmarks/compare_training.sh report                    # curves PNG, export, separate, JSON
+#   benchmarks/compare_training.sh all                       # everything above
+#
+# Settings (environment): DATA, RESULTS, BUDGET (minutes per model), HOURS (training hours of
+# mixtures), EPOCH_SIZE (mixtures between validations), PRECISION, SEED, WORKERS, DEVICE, and
+# EXTRA_ARGS (more train.py overrides for both models), SPMAMBA_ARGS, TFGRIDNET_ARGS (for one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=${DATA:-data/echo2mix-compare}
+RESULTS=${RESULTS:-results/compare}
+BUDGET=${BUDGET:-10}
+HOURS=${HOURS:-1}
+EPOCH_SIZE=${EPOCH_SIZE:-150}
+PRECISION=${PRECISION:-bf16}
+SEED=${SEED:-1234}
+WORKERS=${WORKERS:-$(nproc)}
+DEVICE=${DEVICE:-cuda}
+PYTHON=${PYTHON:-python3}
+
+experiment() { echo "$RESULTS/$1/$SEED"; }
+
+prepare() {
+    spmamba-prepare-demo --out "$DATA" --hours-train "$HOURS" --hours-valid 0.05 --hours-test 0.05 \
+        --seed 0 --num-workers "$WORKERS" --no-progress
+}
+
+train() {  # MODEL [MINUTES]
+    local own="${1^^}_ARGS"
+    "$PYTHON" train.py "hparams/$1.yaml" --data_folder "$DATA" --output_folder "$(experiment "$1")" \
+        --seed "$SEED" --precision "$PRECISION" --max_train_minutes "${2:-$BUDGET}" \
+        --train_epoch_size "$EPOCH_SIZE" --N_epochs 100000 --ckpt_interval_minutes 0 --device "$DEVICE" \
+        ${EXTRA_ARGS:-} ${!own:-}
+}
+
+report() {
+    local mixture="$DATA/test/mix/test_000000.wav"
+    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/valid_si_snri.png" \
+        "SPMamba=$(experiment spmamba)" "TF-GridNet=$(experiment tfgridnet)" | tee "$RESULTS/summary.json"
+    spmamba-export "$(experiment spmamba)" --out "$RESULTS/spmamba-model"
+    spmamba-separate "$mixture" --model "$RESULTS/spmamba-model" --out "$RESULTS/separated" --overwrite --device "$DEVICE"
+    "$PYTHON" benchmarks/check_exported_model.py "$RESULTS/spmamba-model" "$DATA/test.csv" test_000000 \
+        --separated "$RESULTS"/separated/test_000000_s*.wav --device "$DEVICE" | tee "$RESULTS/exported_model.json"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    train) train "$2" "${3:-$BUDGET}" ;;
+    report) report ;;
+    all) prepare; train spmamba; train tfgridnet; report ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
+esac
