@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,10 +84,16 @@ def test_prepare_train_kill_resume_test_export_separate(tmp_path):
     assert rate == 16000 and len(estimate) == sf.info(str(mixture)).frames
 
 
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
 def test_ddp_two_processes_gloo(tmp_path):
     data = write_corpus(tmp_path / "data")
     out = tmp_path / "exp"
-    command = [os.path.join(BIN, "torchrun"), "--nproc_per_node=2", "--master_port", "29561",
+    command = [os.path.join(BIN, "torchrun"), "--nproc_per_node=2", "--master_port", _free_port(),
                *_train_command(data, out, "--distributed_backend", "gloo")[1:]]
     result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
