@@ -10,11 +10,7 @@ from spmamba_sb.nnet.mixer import MambaMixer
 
 pytestmark = pytest.mark.gpu
 RTOL = 1e-4  # fp32, relative to the largest magnitude of the compared tensor
-KERNEL_FP32_RTOL = 6e-4  # mamba-ssm's tolerance for its fp32 kernel against its reference
-# Full-model gradients through the kernel vary between runs on an H100: relative L2 to the torch
-# path measured 5e-7 in some runs and 2e-4 in others, so they are held to the kernel's own bound.
-GRAD_RTOL = KERNEL_FP32_RTOL
-PARAM_GRAD_RTOL = 1e-2  # one parameter's gradient, relative L2 norm (worst measured: 2.7e-3)
+PARAM_GRAD_RTOL = 1e-2  # one parameter's gradient, relative L2 norm
 
 
 @pytest.fixture(autouse=True)
@@ -84,10 +80,21 @@ def _relative_l2(actual, expected):
 
 def test_full_model_cuda_equals_torch():
     """Outputs agree to RTOL elementwise; gradients through two blocks accumulate fp32
-    reduction-order differences, so they are compared by relative L2 norm (GRAD_RTOL), and
-    both fp32 paths are measured against an fp64 run of the torch path."""
+    reduction-order differences, so they are compared by relative L2 norm (RTOL), and both
+    fp32 paths are measured against an fp64 run of the torch path.
+
+    The attention PReLUs get slope 1 here. With their initial slope of 0.25 a few
+    pre-activations of a random input lie within rounding distance of the kink at 0, and the
+    side they land on flips with the last bits of the inputs: on an H100 either backend's
+    gradients then came out 1e-5 or 1.4e-4 from the fp64 run, from run to run, identically for
+    both (also with the math SDPA backend). That is the kink, not the scan; without it the
+    comparison measures the backends alone.
+    """
     torch.manual_seed(0)
     model = SPMamba(num_blocks=2).cuda()
+    for module in model.modules():
+        if isinstance(module, torch.nn.PReLU):
+            torch.nn.init.ones_(module.weight)
     cuda_model, torch_model = _pair(model)
     exact_model = copy.deepcopy(torch_model).double()
     mix = torch.randn(2, 16000, device="cuda")
@@ -111,11 +118,8 @@ def test_full_model_cuda_equals_torch():
     print(f"output max diff {(y_cuda - y_torch).abs().max().item():.2e}; gradients, relative L2: "
           f"input {input_error:.2e}, all parameters {total_error:.2e}, worst parameter {worst} "
           f"{per_param[worst]:.2e}; vs fp64 (input, parameters): {errors_vs_fp64}")
-    assert input_error < GRAD_RTOL and total_error < GRAD_RTOL and per_param[worst] < PARAM_GRAD_RTOL
-    # Against fp64, the torch path's gradients are exact to fp32 rounding; the kernel's stay
-    # within mamba-ssm's own fp32 test tolerance (rtol 6e-4, tests/ops/test_selective_scan.py).
-    assert max(errors_vs_fp64["torch"]) < 1e-5
-    assert max(errors_vs_fp64["cuda"]) < KERNEL_FP32_RTOL
+    assert input_error < RTOL and total_error < RTOL and per_param[worst] < PARAM_GRAD_RTOL
+    assert max(errors_vs_fp64["torch"]) < RTOL and max(errors_vs_fp64["cuda"]) < RTOL
 
 
 @pytest.mark.parametrize("backend", ["cuda", "torch"])
