@@ -5,7 +5,7 @@ Adam) on random 4 s mixtures and inference on mixtures of several lengths, each 
 median of a few timed repeats after a warm-up, with peak allocated GPU memory.
 Prints one JSON object per line: the machine first, then one per measurement as it ends.
 
-    python benchmarks/gpu_model.py [--models spmamba-cuda spmamba-torch tfgridnet]
+    python benchmarks/gpu_model.py [--models spmamba-cuda spmamba-torch tfgridnet spmamba-cuda-ckpt ...]
 """
 
 import argparse
@@ -23,6 +23,10 @@ MODELS = {
     "spmamba-cuda": lambda: SPMamba(scan_backend="cuda"),
     "spmamba-torch": lambda: SPMamba(scan_backend="torch"),
     "tfgridnet": lambda: TFGridNet(lstm_hidden_dim=256),
+    # the same with activation checkpointing of every block (training memory)
+    "spmamba-cuda-ckpt": lambda: SPMamba(scan_backend="cuda", checkpoint_blocks=True),
+    "spmamba-torch-ckpt": lambda: SPMamba(scan_backend="torch", checkpoint_blocks=True),
+    "tfgridnet-ckpt": lambda: TFGridNet(lstm_hidden_dim=256, checkpoint_blocks=True),
 }
 
 

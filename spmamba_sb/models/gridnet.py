@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from spmamba_sb.nnet.gridnet_block import GridNetBlock
 from spmamba_sb.nnet.scan import check_backend
@@ -43,6 +44,11 @@ class GridNetMaskNet(nn.Module):
         Mamba settings for ``"mamba"``.
     scan_backend : str
         ``"auto"``, ``"cuda"`` or ``"torch"``.
+    checkpoint_blocks : bool
+        Activation checkpointing: keep only each block's input and recompute its activations
+        in the backward pass (``torch.utils.checkpoint``). Training memory drops to about one
+        block's worth for roughly one more forward pass of time; outputs and gradients are
+        unchanged, and inference (no autograd) is unaffected.
 
     Example
     -------
@@ -71,6 +77,7 @@ class GridNetMaskNet(nn.Module):
         d_conv: int = 4,
         expand: int = 4,
         scan_backend: str = "auto",
+        checkpoint_blocks: bool = False,
     ):
         super().__init__()
         positive = dict(num_spks=num_spks, n_fft=n_fft, num_mics=num_mics, emb_dim=emb_dim,
@@ -90,6 +97,7 @@ class GridNetMaskNet(nn.Module):
         n_freqs = n_fft // 2 + 1
         self.num_spks = num_spks
         self.num_mics = num_mics
+        self.checkpoint_blocks = checkpoint_blocks
         self.embed = nn.Sequential(
             nn.Conv2d(2 * num_mics, emb_dim, kernel_size=3, padding=1),
             nn.GroupNorm(1, emb_dim, eps=eps),
@@ -109,7 +117,8 @@ class GridNetMaskNet(nn.Module):
         if spec.ndim != 4 or spec.shape[1] != 2 * self.num_mics:
             raise ValueError(f"expected a spectrum [B, {2 * self.num_mics}, T, F], got {tuple(spec.shape)}")
         x = self.embed(spec)  # [B, D, T, F]
+        recompute = self.checkpoint_blocks and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)  # [B, D, T, F]
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)  # [B, D, T, F]
         x = self.deconv(x)  # [B, 2S, T, F]
         return x.unflatten(1, (self.num_spks, 2))  # [B, S, 2, T, F]

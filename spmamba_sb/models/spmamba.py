@@ -62,6 +62,9 @@ class SPMamba(nn.Module):
         Mamba settings.
     scan_backend : str
         ``"auto"``, ``"cuda"`` or ``"torch"``.
+    checkpoint_blocks : bool
+        Recompute block activations in the backward pass to save training memory (see
+        :class:`~spmamba_sb.models.gridnet.GridNetMaskNet`).
 
     Example
     -------
@@ -94,6 +97,7 @@ class SPMamba(nn.Module):
         d_conv: int = 4,
         expand: int = 4,
         scan_backend: str = "auto",
+        checkpoint_blocks: bool = False,
         **reference_kwargs: Any,
     ):
         super().__init__()
@@ -128,6 +132,7 @@ class SPMamba(nn.Module):
             d_conv=d_conv,
             expand=expand,
             scan_backend=scan_backend,
+            checkpoint_blocks=checkpoint_blocks,
         )
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:

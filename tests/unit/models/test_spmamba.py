@@ -103,3 +103,31 @@ def test_bf16_autocast_runs_without_nan():
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     out.pow(2).mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("model_class", [SPMamba, TFGridNet])
+def test_checkpoint_blocks_keeps_results_and_saves_memory(model_class):
+    """Activation checkpointing gives the same outputs and gradients, and autograd keeps less."""
+    torch.manual_seed(0)
+    plain = model_class(**{**TINY, "num_blocks": 2})
+    recomputed = model_class(**{**TINY, "num_blocks": 2}, checkpoint_blocks=True)
+    recomputed.load_state_dict(plain.state_dict())
+    mix = torch.randn(2, 800)
+    results = []
+    for model in (plain, recomputed):
+        saved_bytes = 0
+
+        def pack(tensor):
+            nonlocal saved_bytes
+            saved_bytes += tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            output = model(mix)
+        output.square().mean().backward()
+        results.append((output.detach(), [p.grad for p in model.parameters()], saved_bytes))
+    (out_plain, grads_plain, bytes_plain), (out_ckpt, grads_ckpt, bytes_ckpt) = results
+    torch.testing.assert_close(out_ckpt, out_plain)
+    for grad_ckpt, grad_plain in zip(grads_ckpt, grads_plain):
+        torch.testing.assert_close(grad_ckpt, grad_plain)
+    assert bytes_ckpt < bytes_plain / 2
