@@ -54,6 +54,21 @@ def test_torch_scan_matches_recurrence(batch, length, channels, n_state, delta_s
         _close(grad, grad_ref)
 
 
+@pytest.mark.parametrize("block_rows", [None, 2])
+def test_step_by_step_path_and_row_blocks_match_recurrence(monkeypatch, block_rows):
+    """The CPU step-by-step loop (forced on small states), with and without blocks of rows."""
+    batch, channels, n_state = 5, 6, 4
+    monkeypatch.setattr(scan, "SEQUENTIAL_MIN_ELEMENTS", 1)
+    if block_rows is not None:
+        monkeypatch.setattr(scan, "SEQUENTIAL_BLOCK_ELEMENTS", block_rows * channels * n_state)
+    inputs = _inputs(batch, 70, channels, n_state)
+    y, grads = _grads(lambda **kw: selective_scan_torch(**kw, chunk_size=16), inputs)
+    y_ref, grads_ref = _grads(selective_scan_reference, inputs)
+    _close(y, y_ref)
+    for grad, grad_ref in zip(grads, grads_ref):
+        _close(grad, grad_ref)
+
+
 def test_bf16_inputs_scan_in_fp32():
     inputs = _inputs(2, 50, 4, 3)
     half = {k: v.bfloat16() for k, v in inputs.items()}
