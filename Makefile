@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(PY) train.py hparams/spmamba.yaml --data_folder $(DEMO_DATA) $(DEMO_OVERRIDES)
 	$(BIN)/spmamba-export results/demo/1234 --out results/demo/model
 	$(BIN)/spmamba-separate $(DEMO_DATA)/test/mix/test_000000.wav --model results/demo/model \
-		--out results/demo/separated
+		--out results/demo/separated --overwrite
 	@echo "Demo done: results/demo/1234/test_results.csv, results/demo/1234/test_plots/, results/demo/separated/"
 
 test: $(VENV)/.installed
