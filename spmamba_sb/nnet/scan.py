@@ -25,6 +25,9 @@ chunk size, not by L. Arithmetic is fp32 for fp32 and lower-precision inputs, fp
 
 ``"auto"``: ``"cuda"`` for CUDA tensors when mamba-ssm imports, else ``"torch"``.
 The environment variable ``SPMAMBA_SCAN_BACKEND`` overrides ``"auto"``.
+With ``SPMAMBA_COMPILE_SCAN=1`` the ``"torch"`` backend runs its chunks through
+``torch.compile`` on a CPU when autograd is off (opt-in: the first call compiles
+for tens of seconds, then it runs about 2x faster; see :func:`_compiled_scan_chunk`).
 mamba-ssm is imported lazily, the first time a CUDA tensor asks for it, and nowhere else
 in the package.
 """
@@ -53,9 +56,14 @@ SEQUENTIAL_MIN_ELEMENTS = 1 << 13
 # many elements (2 MiB in fp32), so each step's tensors stay in cache: 1.5x faster than all
 # rows at once at the published model's sizes on a 2-core AMD EPYC.
 SEQUENTIAL_BLOCK_ELEMENTS = 1 << 19
+COMPILE_ENV_VAR = "SPMAMBA_COMPILE_SCAN"
+# Steps per chunk of the compiled scan (unless the caller sets one): one length whatever the
+# rows, so that compiled code is reused: 2x faster than eager at the published model's sizes.
+COMPILED_CHUNK_SIZE = 32
 _INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-ssm>=2.2)"
 
 _kernel_cache: dict = {}
+_compiled_cache: dict = {}
 _logged_choices: set = set()
 
 
@@ -297,6 +305,25 @@ def _scan_chunk(
         return y, states[:, -1].clone()  # a copy, so the chunk's states can be freed
 
 
+def _compiled_scan_chunk(*args):
+    """Run :func:`_scan_chunk` compiled by ``torch.compile``; the rows may vary without
+    recompiling. If compilation fails (e.g. no C++ compiler), warn once and run eagerly.
+    """
+    if "fn" not in _compiled_cache:
+        _compiled_cache["fn"] = torch.compile(_scan_chunk, dynamic=True)
+    if _compiled_cache["fn"] is not None:
+        try:
+            return _compiled_cache["fn"](*args)
+        except Exception as error:  # compiler errors come in many types
+            _compiled_cache["fn"] = None
+            logger.warning(
+                "torch.compile of the selective scan failed (%s: %s); running it eagerly.",
+                type(error).__name__,
+                error,
+            )
+    return _scan_chunk(*args)
+
+
 def selective_scan_torch(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -330,7 +357,12 @@ def selective_scan_torch(
             )
             for rows in (slice(start, start + block) for start in range(0, batch, block))
         ])
-    if chunk_size is None:
+    compiled = (
+        os.environ.get(COMPILE_ENV_VAR) == "1" and u.device.type == "cpu" and not torch.is_grad_enabled()
+    )
+    if chunk_size is None and compiled:
+        chunk_size = COMPILED_CHUNK_SIZE
+    elif chunk_size is None:
         budget = CHUNK_ELEMENTS.get(u.device.type, CHUNK_ELEMENTS["cpu"])
         chunk_size = max(1, min(MAX_CHUNK_SIZE, budget // (batch * channels * A.shape[1])))
     if chunk_size < 1:
@@ -342,17 +374,22 @@ def selective_scan_torch(
         use_checkpoint = torch.is_grad_enabled() and any(
             t.requires_grad for t in (u32, delta32, A32, B32, C32)
         )
+        if compiled:  # pad to whole chunks, so every chunk has one length; delta = 0 keeps the state
+            padding = (0, 0, 0, -length % chunk_size)
+            u32, delta32, B32, C32 = (F.pad(t, padding) for t in (u32, delta32, B32, C32))
         outputs = []
         for start in range(0, length, chunk_size):
             window = slice(start, start + chunk_size)
             args = (state, u32[:, window], delta32[:, window], A32, B32[:, window], C32[:, window], sequential)
             if use_checkpoint:
                 y, state = checkpoint(_scan_chunk, *args, use_reentrant=False)
+            elif compiled:
+                y, state = _compiled_scan_chunk(*args)
             else:
                 y, state = _scan_chunk(*args)
             outputs.append(y)
-        y = torch.cat(outputs, dim=1)  # [B, L, D]
-        return _finish(y, u32, D, z, dtype)
+        y = torch.cat(outputs, dim=1)[:, :length]  # [B, L, D]
+        return _finish(y, u32[:, :length], D, z, dtype)
 
 
 def selective_scan_reference(

@@ -1,6 +1,7 @@
 """The pure-PyTorch selective scan against the step-by-step recurrence, and backend choice."""
 
 import logging
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -67,6 +68,37 @@ def test_step_by_step_path_and_row_blocks_match_recurrence(monkeypatch, block_ro
     _close(y, y_ref)
     for grad, grad_ref in zip(grads, grads_ref):
         _close(grad, grad_ref)
+
+
+@pytest.mark.slow  # compiles for about 30 s with a cold inductor cache
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler")
+@pytest.mark.parametrize("sequential_min", [1, None])
+def test_compiled_scan_matches_recurrence(monkeypatch, sequential_min):
+    """The opt-in torch.compile path, step by step and log-depth, with a padded last chunk."""
+    monkeypatch.setenv(scan.COMPILE_ENV_VAR, "1")
+    monkeypatch.setattr(scan, "_compiled_cache", {})
+    if sequential_min is not None:
+        monkeypatch.setattr(scan, "SEQUENTIAL_MIN_ELEMENTS", sequential_min)
+    inputs = _inputs(3, 21, 6, 4)
+    with torch.no_grad():
+        y = selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8)
+    assert scan._compiled_cache["fn"] is not None
+    _close(y, selective_scan_reference(**inputs, delta_softplus=True))
+
+
+def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setenv(scan.COMPILE_ENV_VAR, "1")
+    monkeypatch.setattr(scan, "_compiled_cache", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: broken)
+    inputs = _inputs(2, 21, 4, 3)
+    with caplog.at_level(logging.WARNING, logger=scan.__name__), torch.no_grad():
+        y = selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8)
+        selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8)
+    assert sum("torch.compile" in r.getMessage() for r in caplog.records) == 1
+    _close(y, selective_scan_reference(**inputs, delta_softplus=True))
 
 
 def test_bf16_inputs_scan_in_fp32():
