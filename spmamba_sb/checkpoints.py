@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 from speechbrain.utils import checkpoints as sb_checkpoints
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,16 @@ class Checkpointer(sb_checkpoints.Checkpointer):
     """
 
     def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
-        """Save a checkpoint (see the base class); its ``CKPT.yaml`` appears last, atomically."""
+        """Save a checkpoint (see the base class); its ``CKPT.yaml`` appears last, atomically.
+
+        Under DDP every process returns only once the checkpoint is complete, so none can
+        look for checkpoints while the main process is still writing one.
+        """
         self._written_metafiles = []
         checkpoint = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
         for path in self._written_metafiles:
             os.replace(f"{path}{PARTIAL_SUFFIX}", path)
+        ddp_barrier()
         return checkpoint
 
     def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
@@ -63,6 +68,7 @@ class Checkpointer(sb_checkpoints.Checkpointer):
                 if folder.is_dir() and not (folder / sb_checkpoints.METAFNAME).exists():
                     logger.warning("removing %s: an interrupted checkpoint save", folder)
                     shutil.rmtree(folder)
+        ddp_barrier()  # every process sees the same checkpoints
         return super().recover_if_possible(*args, **kwargs)
 
 

@@ -90,13 +90,41 @@ def _free_port():
         return str(probe.getsockname()[1])
 
 
-def test_ddp_two_processes_gloo(tmp_path):
-    data = write_corpus(tmp_path / "data")
+def _kill_processes_mentioning(text):
+    """SIGKILL every process whose command line contains ``text`` (torchrun starts its workers
+    in sessions of their own, so killing its process group would leave them running)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if text.encode() in handle.read():
+                    os.kill(int(entry), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+
+
+def test_ddp_two_processes_gloo_killed_and_resumed(tmp_path):
+    """torchrun with 2 processes: killed (SIGKILL to every process) after an intra-epoch
+    checkpoint, the same command resumes and finishes; checkpoints are written once."""
+    data = write_corpus(tmp_path / "data", sizes=(("train", 12), ("valid", 2), ("test", 2)))
     out = tmp_path / "exp"
     command = [os.path.join(BIN, "torchrun"), "--nproc_per_node=2", "--master_port", _free_port(),
-               *_train_command(data, out, "--distributed_backend", "gloo")[1:]]
+               *_train_command(data, out, "--distributed_backend", "gloo", "--ckpt_interval_minutes", "0",
+                               "--ckpt_interval_steps", "1")[1:]]
+    process = subprocess.Popen(command, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not any(c.get("end-of-epoch") is False for c in _checkpoints(out / "save")):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no intra-epoch checkpoint within 300 s"
+        time.sleep(0.2)
+    _kill_processes_mentioning(str(out))
+    process.wait()
+
+    command[command.index("--master_port") + 1] = _free_port()
     result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Loading a checkpoint from" in result.stderr + result.stdout
     lines = _log_lines(out)
     assert [l.split(",")[0] for l in lines if l.startswith("epoch:")] == ["epoch: 1", "epoch: 2"]
     assert len([c for c in _checkpoints(out / "save")]) == 1  # written once, by rank 0
