@@ -11,16 +11,11 @@ import argparse
 import csv
 import json
 
-import soundfile as sf
 import torch
 from speechbrain.inference.separation import SepformerSeparation
 
+from spmamba_sb.data.audio_io import read_audio
 from spmamba_sb.evaluation import separation_metrics
-
-
-def read(path):
-    data, rate = sf.read(path, dtype="float32", always_2d=True)
-    return torch.from_numpy(data[:, 0].copy()), rate
 
 
 def main():
@@ -34,17 +29,21 @@ def main():
 
     with open(args.csv, newline="", encoding="utf-8") as handle:
         row = next(r for r in csv.DictReader(handle) if r["ID"] == args.id)
-    mix, rate = read(row["mix_wav"])
-    references = torch.stack([read(row[k])[0] for k in sorted(row) if k.startswith("s") and k.endswith("_wav")], 1)
-
     separator = SepformerSeparation.from_hparams(source=args.model, savedir=args.model,
                                                  run_opts={"device": args.device})
+    rate = separator.hparams.sample_rate
+
+    def read(path):
+        return torch.from_numpy(read_audio(path, rate)).float()  # [L], mono at the model's rate
+
+    mix = read(row["mix_wav"])
+    references = torch.stack([read(row[k]) for k in sorted(row) if k.startswith("s") and k.endswith("_wav")], 1)
     with torch.no_grad():
         estimates = separator.separate_batch(mix.unsqueeze(0).to(args.device))[0].float().cpu()  # [L, S]
     report = {"mixture": row["mix_wav"], "sample_rate": rate,
               "SepformerSeparation": separation_metrics(mix, references, estimates[: len(mix)])}
     if args.separated:
-        written = torch.stack([read(path)[0] for path in args.separated], 1)
+        written = torch.stack([read(path) for path in args.separated], 1)
         report["spmamba-separate"] = separation_metrics(mix, references, written)
     print(json.dumps(report, indent=1))
 
