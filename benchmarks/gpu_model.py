@@ -2,7 +2,8 @@
 
 Measures, at the published 16 kHz configuration, a training step (forward, backward and
 Adam) on random 4 s mixtures and inference on mixtures of several lengths, each as the
-median of a few timed repeats after a warm-up, with peak allocated GPU memory.
+median of a few timed repeats after a warm-up (one run where a run takes over 10 s), with
+peak allocated GPU memory and throughput in seconds of audio per second.
 Prints one JSON object per line: the machine first, then one per measurement as it ends.
 
     python benchmarks/gpu_model.py [--models spmamba-cuda spmamba-torch tfgridnet spmamba-cuda-ckpt ...]
@@ -30,10 +31,19 @@ MODELS = {
 }
 
 
-def timed(fn, repeats):
-    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, and peak GiB."""
+def timed(fn, repeats, slow_seconds=10.0):
+    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, the number of timed
+    runs, and peak GiB. A first run longer than ``slow_seconds`` is itself the measurement
+    (one run): start-up costs are negligible against it, and repeating minutes-long runs
+    would not fit the machine's time limit."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
     fn()
     torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    if first > slow_seconds:
+        return first, 1, torch.cuda.max_memory_allocated() / 2**30
     torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats):
@@ -41,7 +51,7 @@ def timed(fn, repeats):
         fn()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+    return statistics.median(times), repeats, torch.cuda.max_memory_allocated() / 2**30
 
 
 def train_step(model, optimizer, batch, seconds, precision):
@@ -71,8 +81,8 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
         for batch in batches:
             entry = {"model": name, "work": "train", "precision": precision, "batch": batch, "seconds": train_seconds}
             try:
-                step, peak = timed(lambda: train_step(model, optimizer, batch, train_seconds, precision), repeats)
-                entry.update(step_ms=round(step * 1e3, 1), peak_gib=round(peak, 2),
+                step, runs, peak = timed(lambda: train_step(model, optimizer, batch, train_seconds, precision), repeats)
+                entry.update(step_ms=round(step * 1e3, 1), runs=runs, peak_gib=round(peak, 2),
                              audio_s_per_s=round(batch * train_seconds / step, 2))
             except torch.OutOfMemoryError:
                 entry["error"] = "out of memory"
@@ -85,8 +95,9 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
         entry = {"model": name, "work": "inference", "precision": "fp32", "seconds": seconds}
         try:
             with torch.no_grad():
-                elapsed, peak = timed(lambda: model(mix), repeats)
-            entry.update(time_s=round(elapsed, 3), peak_gib=round(peak, 2), rtf=round(elapsed / seconds, 4))
+                elapsed, runs, peak = timed(lambda: model(mix), repeats)
+            entry.update(time_s=round(elapsed, 3), runs=runs, peak_gib=round(peak, 2),
+                         audio_s_per_s=round(seconds / elapsed, 2))
         except torch.OutOfMemoryError:
             entry["error"] = "out of memory"
         torch.cuda.empty_cache()

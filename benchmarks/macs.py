@@ -42,7 +42,7 @@ def recurrence_macs(model: torch.nn.Module, audio: torch.Tensor) -> int:
 
     def count(module, inputs, _output):
         nonlocal total
-        rows, length, width = inputs[0].shape  # [rows, L, input channels]
+        width, rows, length = inputs[0].shape  # [input channels, rows, L]
         if isinstance(module, MambaMixer):
             total += rows * length * module.d_inner * (4 * module.d_state + 3)
         else:
@@ -61,10 +61,10 @@ def counted_macs(model: torch.nn.Module, audio: torch.Tensor) -> int:
     """MACs that the FLOP counter sees, with the selective scan and the LSTM replaced by no-ops."""
 
     def no_scan(u, *args, **kwargs):
-        return u  # [rows, L, d_inner], no arithmetic
+        return u  # [rows, d_inner, L], no arithmetic
 
     def no_lstm(layer, x):
-        return x.new_zeros(*x.shape[:2], layer.output_dim)  # [rows, L, 2H], no arithmetic
+        return x.new_zeros(layer.output_dim, *x.shape[1:])  # [2H, rows, L], no arithmetic
 
     counter = FlopCounterMode(display=False)
     with mock.patch.object(mixer_module, "selective_scan", no_scan), mock.patch.object(BLSTM, "forward", no_lstm):

@@ -4,13 +4,16 @@ import torch
 import torch.nn as nn
 
 from spmamba_sb.nnet.mixer import MambaMixer
+from spmamba_sb.nnet.norms import ChannelRMSNorm
 
 
 class BMamba(nn.Module):
     """Two independent pre-norm residual Mamba layers, one per direction, concatenated.
 
     ``forward = x + Mamba_f(RMSNorm_f(x))``; ``backward = flip(y + Mamba_b(RMSNorm_b(y)))``
-    with ``y = flip(x)`` along the sequence; the output is ``cat([forward, backward], -1)``.
+    with ``y = flip(x)`` along the sequence; the output is ``cat([forward, backward])`` on
+    channels. Sequences are channel-major, [d_model, rows, L] (see
+    :class:`~spmamba_sb.nnet.mixer.MambaMixer`).
 
     Arguments
     ---------
@@ -26,8 +29,8 @@ class BMamba(nn.Module):
     Example
     -------
     >>> layer = BMamba(d_model=8, d_state=4, expand=2, scan_backend="torch")
-    >>> layer(torch.randn(3, 20, 8)).shape
-    torch.Size([3, 20, 16])
+    >>> layer(torch.randn(8, 3, 20)).shape
+    torch.Size([16, 3, 20])
     """
 
     def __init__(
@@ -41,9 +44,9 @@ class BMamba(nn.Module):
     ):
         super().__init__()
         self.output_dim = 2 * d_model
-        self.forward_norm = nn.RMSNorm(d_model, eps=eps)
+        self.forward_norm = ChannelRMSNorm(d_model, eps=eps)
         self.forward_mixer = MambaMixer(d_model, d_state, d_conv, expand, scan_backend=scan_backend)
-        self.backward_norm = nn.RMSNorm(d_model, eps=eps)
+        self.backward_norm = ChannelRMSNorm(d_model, eps=eps)
         self.backward_mixer = MambaMixer(d_model, d_state, d_conv, expand, scan_backend=scan_backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,14 +55,14 @@ class BMamba(nn.Module):
         Arguments
         ---------
         x : torch.Tensor
-            [rows, L, d_model].
+            [d_model, rows, L].
 
         Returns
         -------
         torch.Tensor
-            [rows, L, 2 * d_model].
+            [2 * d_model, rows, L].
         """
-        forward = x + self.forward_mixer(self.forward_norm(x))  # [rows, L, d_model]
-        reverse = x.flip(1)  # [rows, L, d_model], time reversed
+        forward = x + self.forward_mixer(self.forward_norm(x))  # [d_model, rows, L]
+        reverse = x.flip(-1)  # [d_model, rows, L], time reversed
         backward = reverse + self.backward_mixer(self.backward_norm(reverse))
-        return torch.cat([forward, backward.flip(1)], dim=-1)  # [rows, L, 2*d_model]
+        return torch.cat([forward, backward.flip(-1)])  # [2*d_model, rows, L]

@@ -56,9 +56,9 @@ class SequencePath(nn.Module):
     def _rows(self, y: torch.Tensor) -> torch.Tensor:
         """Sequence layer and projection for independent rows: [rows, D, S] -> [rows, D, S]."""
         y = y.unfold(-1, self.emb_kernel_size, self.emb_hop_size)  # [rows, D, S', K]
-        y = y.transpose(1, 2).flatten(2)  # [rows, S', D*K], feature index d*K + k
-        y = self.sequence(y)  # [rows, S', 2H]
-        return self.project(y.transpose(1, 2))  # [rows, D, S]
+        y = y.permute(1, 3, 0, 2).flatten(0, 1)  # [D*K, rows, S'], feature index d*K + k
+        y = self.sequence(y)  # [2H, rows, S']
+        return self.project(y.transpose(0, 1))  # [rows, D, S]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, D, R, S] -> [B, D, R, S].

@@ -42,7 +42,7 @@ class DtProjection(nn.Linear):
 
 
 class MambaMixer(nn.Module):
-    """Mamba selective state-space layer (Gu & Dao 2023), [rows, L, d_model] to the same.
+    """Mamba selective state-space layer (Gu & Dao 2023), [d_model, rows, L] to the same.
 
     Parameter names, shapes and initialisation follow ``mamba_ssm.modules.mamba_simple.Mamba``
     (``in_proj``, ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``), so a
@@ -70,8 +70,8 @@ class MambaMixer(nn.Module):
     Example
     -------
     >>> mixer = MambaMixer(d_model=8, d_state=4, expand=2, scan_backend="torch")
-    >>> mixer(torch.randn(3, 20, 8)).shape
-    torch.Size([3, 20, 8])
+    >>> mixer(torch.randn(8, 3, 20)).shape
+    torch.Size([8, 3, 20])
     >>> mixer.last_scan_backend
     'torch'
     """
@@ -123,36 +123,48 @@ class MambaMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mix along the sequence.
 
+        Tensors are channel-major, [channels, rows, L], throughout: every projection is one
+        matrix product over all rows and steps, the halves of ``in_proj``'s output are
+        contiguous, and the scan reads its inputs as strided views, without copies.
+
         Arguments
         ---------
         x : torch.Tensor
-            [rows, L, d_model].
+            [d_model, rows, L].
 
         Returns
         -------
         torch.Tensor
-            [rows, L, d_model].
+            [d_model, rows, L].
         """
-        if x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"expected input [rows, L, {self.d_model}], got {tuple(x.shape)}")
-        seq_len = x.shape[1]
-        hidden, gate = self.in_proj(x).chunk(2, dim=-1)  # 2 x [rows, L, d_inner]
-        hidden = self.conv1d(hidden.transpose(1, 2))[..., :seq_len]  # [rows, d_inner, L]
-        hidden = F.silu(hidden).transpose(1, 2)  # [rows, L, d_inner]
-        dt, B, C = self.x_proj(hidden).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight)  # [rows, L, d_inner]; bias added in the scan
+        if x.ndim != 3 or x.shape[0] != self.d_model:
+            raise ValueError(f"expected input [{self.d_model}, rows, L], got {tuple(x.shape)}")
+        _, rows, seq_len = x.shape
+        projected = self.in_proj.weight @ x.flatten(1)  # [2*d_inner, rows*L]
+        hidden, gate = projected.view(2, self.d_inner, rows, seq_len).unbind(0)  # [d_inner, rows, L]
+        hidden = F.conv2d(  # the causal depthwise conv1d along L, on one [d_inner, rows, L] image
+            hidden.unsqueeze(0),
+            self.conv1d.weight.unsqueeze(2),
+            self.conv1d.bias,
+            padding=(0, self.conv1d.padding[0]),
+            groups=self.d_inner,
+        )
+        hidden = F.silu(hidden[0, ..., :seq_len])  # [d_inner, rows, L]
+        steps = self.x_proj.weight @ hidden.flatten(1)  # [dt_rank + 2*d_state, rows*L]
+        dt, B, C = steps.view(-1, rows, seq_len).split([self.dt_rank, self.d_state, self.d_state])
+        delta = (self.dt_proj.weight @ dt.flatten(1)).view(self.d_inner, rows, seq_len)  # bias added in the scan
         backend = resolve_backend(self.scan_backend, x.device)
         self.last_scan_backend = backend
         y = selective_scan(
-            hidden,
-            delta,
+            hidden.transpose(0, 1),  # [rows, d_inner, L] views
+            delta.transpose(0, 1),
             -torch.exp(self.A_log.float()),
-            B,
-            C,
+            B.transpose(0, 1),  # [rows, d_state, L]
+            C.transpose(0, 1),
             D=self.D,
-            z=gate,
+            z=gate.transpose(0, 1),
             delta_bias=self.dt_proj.bias,
             delta_softplus=True,
             backend=backend,
-        )  # [rows, L, d_inner]
-        return self.out_proj(y)  # [rows, L, d_model]
+        ).transpose(0, 1)  # [d_inner, rows, L]
+        return (self.out_proj.weight @ y.reshape(self.d_inner, -1)).view(self.d_model, rows, seq_len)

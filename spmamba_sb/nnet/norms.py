@@ -1,4 +1,4 @@
-"""Layer norms over the channels of [B, D, T, F] feature maps.
+"""Layer norms over the channels of [B, D, T, F] feature maps, and Mamba's RMSNorm.
 
 ``LayerNorm4D`` normalises each time-frequency point over its channels. ``LayerNorm4DCF``
 normalises each frame over channels and frequencies jointly, optionally in independent
@@ -78,3 +78,35 @@ class LayerNorm4DCF(nn.Module):
         var, mean = torch.var_mean(grouped, dim=(2, 4), keepdim=True, correction=0)  # [B, G, 1, T, 1]
         normed = ((grouped - mean) * torch.rsqrt(var + self.eps)).view_as(x)  # [B, D, T, F]
         return normed * self.gamma + self.beta
+
+
+class ChannelRMSNorm(nn.Module):
+    """RMSNorm over the first (channel) axis of channel-major [D, rows, L] sequences.
+
+    ``y = x * rsqrt(mean_D(x^2) + eps) * weight``, as ``torch.nn.RMSNorm(D)`` computes for
+    channel-last inputs, with the same ``weight`` parameter.
+
+    Arguments
+    ---------
+    num_channels : int
+        D.
+    eps : float
+        Added to the mean square.
+
+    Example
+    -------
+    >>> x = torch.randn(4, 2, 5)
+    >>> y = ChannelRMSNorm(4)(x)
+    >>> torch.allclose(y, torch.nn.RMSNorm(4, eps=1e-5)(x.permute(1, 2, 0)).permute(2, 0, 1), atol=1e-6)
+    True
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[D, ...] -> [D, ...]."""
+        scale = torch.rsqrt(x.pow(2).mean(0, keepdim=True) + self.eps)  # [1, ...]
+        return x * scale * self.weight.view(-1, *(1,) * (x.ndim - 1))

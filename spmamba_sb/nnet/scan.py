@@ -5,9 +5,10 @@ The recurrence, per channel ``d`` and state ``n`` (Gu & Dao 2023, Alg. 2)::
     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t
     y_t = <C_t, h_t> + D * u_t,        then   y_t = y_t * silu(z_t)
 
-Layouts in this module are batch-first and sequence-major, as the mixer holds them:
-``u``, ``delta``, ``z``: [B, L, D]; ``A``: [D, N]; ``B``, ``C``: [B, L, N]; ``D``: [D].
-Here L is the sequence length, D the inner channels and N the state size.
+Layouts are mamba-ssm's, channel-first: ``u``, ``delta``, ``z``: [B, D, L]; ``A``: [D, N];
+``B``, ``C``: [B, N, L]; ``D``: [D]. Here L is the sequence length, D the inner channels and
+N the state size. Only the last (sequence) dimension needs unit stride, so the mixer passes
+slices and transposed views of its channel-major projections without copying them.
 
 Backends
 --------
@@ -188,19 +189,19 @@ def selective_scan(
     Arguments
     ---------
     u : torch.Tensor
-        Input, [B, L, D].
+        Input, [B, D, L].
     delta : torch.Tensor
-        Step sizes before ``delta_bias`` and softplus, [B, L, D].
+        Step sizes before ``delta_bias`` and softplus, [B, D, L].
     A : torch.Tensor
         State matrix (negative), [D, N].
     B : torch.Tensor
-        Input projection per step, [B, L, N].
+        Input projection per step, [B, N, L].
     C : torch.Tensor
-        Output projection per step, [B, L, N].
+        Output projection per step, [B, N, L].
     D : torch.Tensor, optional
         Skip connection, [D].
     z : torch.Tensor, optional
-        Gate, [B, L, D]; the output is multiplied by ``silu(z)``.
+        Gate, [B, D, L]; the output is multiplied by ``silu(z)``.
     delta_bias : torch.Tensor, optional
         Added to ``delta``, [D].
     delta_softplus : bool
@@ -213,39 +214,40 @@ def selective_scan(
     Returns
     -------
     torch.Tensor
-        Output, [B, L, D], in the dtype of ``u``.
+        Output, [B, D, L], in the dtype of ``u``.
 
     Example
     -------
-    >>> u, delta, z = torch.randn(3, 2, 10, 4).unbind(0)
+    >>> u, delta, z = torch.randn(3, 2, 4, 10).unbind(0)
     >>> A = -torch.rand(4, 3)
-    >>> B, C = torch.randn(2, 2, 10, 3).unbind(0)
+    >>> B, C = torch.randn(2, 2, 3, 10).unbind(0)
     >>> selective_scan(u, delta, A, B, C, delta_softplus=True, backend="torch").shape
-    torch.Size([2, 10, 4])
+    torch.Size([2, 4, 10])
     """
     if resolve_backend(backend, u.device) == "cuda":
-        kernel = _load_kernel()
-        y = kernel(
-            u.transpose(1, 2).contiguous(),  # [B, D, L]
-            delta.transpose(1, 2).contiguous(),  # [B, D, L]
+        return _load_kernel()(
+            u,
+            delta,
             A.contiguous(),
-            B.transpose(1, 2).contiguous(),  # [B, N, L]
-            C.transpose(1, 2).contiguous(),  # [B, N, L]
+            B,
+            C,
             D=None if D is None else D.float(),
-            z=None if z is None else z.transpose(1, 2).contiguous(),  # [B, D, L]
+            z=z,
             delta_bias=None if delta_bias is None else delta_bias.float(),
             delta_softplus=delta_softplus,
-        )
-        return y.transpose(1, 2)  # [B, L, D]
+        )  # [B, D, L]
     return selective_scan_torch(
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size
     )
 
 
 def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
-    """Upcast to fp32 (fp64 stays fp64) and apply the step-size bias and softplus."""
+    """Upcast to fp32 (fp64 stays fp64), make the inputs sequence-major ([B, L, D] and
+    [B, L, N], contiguous, so each step reads adjacent channels) and apply the step-size
+    bias and softplus."""
     dtype = torch.promote_types(u.dtype, torch.float32)
-    u, delta, B, C, A = (t.to(dtype) for t in (u, delta, B, C, A))
+    A = A.to(dtype)
+    u, delta, B, C = (t.transpose(1, 2).to(dtype).contiguous() for t in (u, delta, B, C))
     if delta_bias is not None:
         delta = delta + delta_bias.to(dtype)
     if delta_softplus:
@@ -254,12 +256,13 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
 
 
 def _finish(y, u, D, z, dtype):
-    """Add the skip term, apply the gate and cast back."""
+    """Add the skip term, apply the gate and cast back: sequence-major ``y`` and ``u``
+    [B, L, D], channel-first ``z`` [B, D, L], output channel-first [B, D, L]."""
     if D is not None:
         y = y + u * D.to(u.dtype)
     if z is not None:
-        y = y * F.silu(z.to(u.dtype))
-    return y.to(dtype)
+        y = y * F.silu(z.transpose(1, 2).to(u.dtype))
+    return y.to(dtype).transpose(1, 2)
 
 
 def _scan_chunk(
@@ -340,12 +343,12 @@ def selective_scan_torch(
 
     Example
     -------
-    >>> u, delta = torch.randn(2, 1, 100, 4).unbind(0)
-    >>> B, C = torch.randn(2, 1, 100, 3).unbind(0)
+    >>> u, delta = torch.randn(2, 1, 4, 100).unbind(0)
+    >>> B, C = torch.randn(2, 1, 3, 100).unbind(0)
     >>> selective_scan_torch(u, delta, -torch.rand(4, 3), B, C, chunk_size=16).shape
-    torch.Size([1, 100, 4])
+    torch.Size([1, 4, 100])
     """
-    batch, length, channels = u.shape
+    batch, channels, length = u.shape
     state_elements = channels * A.shape[1]
     sequential = u.device.type == "cpu" and batch * state_elements >= SEQUENTIAL_MIN_ELEMENTS
     block = max(1, SEQUENTIAL_BLOCK_ELEMENTS // state_elements)
@@ -389,7 +392,7 @@ def selective_scan_torch(
                 y, state = _scan_chunk(*args)
             outputs.append(y)
         y = torch.cat(outputs, dim=1)[:, :length]  # [B, L, D]
-        return _finish(y, u32[:, :length], D, z, dtype)
+        return _finish(y, u32[:, :length], D, z, dtype)  # [B, D, L]
 
 
 def selective_scan_reference(
@@ -409,13 +412,13 @@ def selective_scan_reference(
 
     Example
     -------
-    >>> u, delta = torch.randn(2, 1, 5, 4).unbind(0)
-    >>> B, C = torch.randn(2, 1, 5, 3).unbind(0)
+    >>> u, delta = torch.randn(2, 1, 4, 5).unbind(0)
+    >>> B, C = torch.randn(2, 1, 3, 5).unbind(0)
     >>> selective_scan_reference(u, delta, -torch.rand(4, 3), B, C).shape
-    torch.Size([1, 5, 4])
+    torch.Size([1, 4, 5])
     """
     dtype = u.dtype
-    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    u, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)  # [B, L, D], [B, L, N]
     state = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # [B, D, N]
     outputs = []
     for t in range(u.shape[1]):

@@ -1,4 +1,9 @@
-"""Registry of bidirectional sequence layers used along the frequency and time axes."""
+"""Registry of bidirectional sequence layers used along the frequency and time axes.
+
+Every layer maps channel-major sequences [input_dim, rows, L] to [output_dim, rows, L]: the
+layout in which Mamba's projections are single matrix products (see
+:class:`~spmamba_sb.nnet.mixer.MambaMixer`).
+"""
 
 import torch
 import torch.nn as nn
@@ -20,8 +25,8 @@ class BLSTM(nn.Module):
 
     Example
     -------
-    >>> BLSTM(8, 5)(torch.randn(3, 20, 8)).shape
-    torch.Size([3, 20, 10])
+    >>> BLSTM(8, 5)(torch.randn(8, 3, 20)).shape
+    torch.Size([10, 3, 20])
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):
@@ -30,8 +35,8 @@ class BLSTM(nn.Module):
         self.lstm = nn.LSTM(input_dim, hidden_dim, batch_first=True, bidirectional=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[rows, L, input_dim] -> [rows, L, 2 * hidden_dim]."""
-        return self.lstm(x)[0]
+        """[input_dim, rows, L] -> [2 * hidden_dim, rows, L]."""
+        return self.lstm(x.permute(1, 2, 0))[0].permute(2, 0, 1)
 
 
 def build_sequence_layer(
@@ -44,7 +49,7 @@ def build_sequence_layer(
     eps: float = 1e-5,
     scan_backend: str = "auto",
 ) -> nn.Module:
-    """Build a bidirectional sequence layer, [rows, L, input_dim] -> [rows, L, output_dim].
+    """Build a bidirectional sequence layer, [input_dim, rows, L] -> [output_dim, rows, L].
 
     Every layer has an ``output_dim`` attribute.
 

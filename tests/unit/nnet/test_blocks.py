@@ -74,7 +74,7 @@ def test_stft_bad_config(kwargs, match):
 
 def test_sequence_registry():
     assert build_sequence_layer("mamba", 8, d_state=4, expand=2).output_dim == 16
-    assert build_sequence_layer("lstm", 8, lstm_hidden_dim=3)(torch.randn(2, 5, 8)).shape == (2, 5, 6)
+    assert build_sequence_layer("lstm", 8, lstm_hidden_dim=3)(torch.randn(8, 2, 5)).shape == (6, 2, 5)
     with pytest.raises(ValueError, match="sequence_layer='gru' is not one of"):
         build_sequence_layer("gru", 8)
 

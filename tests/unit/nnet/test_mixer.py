@@ -50,9 +50,9 @@ def test_initialisation_follows_mamba():
 
 def test_forward_shape_backend_and_gradients():
     mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
-    x = torch.randn(3, 21, 8, requires_grad=True)
+    x = torch.randn(8, 3, 21, requires_grad=True)
     y = mixer(x)
-    assert y.shape == (3, 21, 8) and mixer.last_scan_backend == "torch"
+    assert y.shape == (8, 3, 21) and mixer.last_scan_backend == "torch"
     y.pow(2).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in mixer.parameters())
     assert torch.isfinite(x.grad).all()
@@ -60,13 +60,14 @@ def test_forward_shape_backend_and_gradients():
 
 def test_mixer_is_causal():
     mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
-    x = torch.randn(1, 30, 8)
+    x = torch.randn(8, 2, 30)
     changed = x.clone()
-    changed[:, 20:] += 1.0
+    changed[:, 1, 20:] += 1.0
     with torch.no_grad():
         y, y_changed = mixer(x), mixer(changed)
-    torch.testing.assert_close(y[:, :20], y_changed[:, :20])
-    assert not torch.allclose(y[:, 20:], y_changed[:, 20:])
+    torch.testing.assert_close(y[:, :, :20], y_changed[:, :, :20])
+    torch.testing.assert_close(y[:, 0], y_changed[:, 0])  # rows are independent
+    assert not torch.allclose(y[:, 1, 20:], y_changed[:, 1, 20:])
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -79,5 +80,5 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_wrong_input_shape():
-    with pytest.raises(ValueError, match=r"expected input \[rows, L, 8\]"):
-        MambaMixer(8)(torch.randn(2, 5, 7))
+    with pytest.raises(ValueError, match=r"expected input \[8, rows, L\]"):
+        MambaMixer(8)(torch.randn(7, 2, 5))

@@ -15,9 +15,9 @@ from spmamba_sb.nnet.scan import resolve_backend, selective_scan, selective_scan
 
 def _inputs(batch, length, channels, n_state, delta_scale=1.0, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    u, delta, z = (torch.randn(batch, length, channels, generator=gen) for _ in range(3))
+    u, delta, z = (torch.randn(batch, channels, length, generator=gen) for _ in range(3))
     A = -torch.rand(channels, n_state, generator=gen) * 8 - 0.1
-    B, C = (torch.randn(batch, length, n_state, generator=gen) for _ in range(2))
+    B, C = (torch.randn(batch, n_state, length, generator=gen) for _ in range(2))
     D = torch.randn(channels, generator=gen)
     bias = torch.randn(channels, generator=gen)
     return dict(u=u, delta=delta * delta_scale, A=A, B=B, C=C, D=D, z=z, delta_bias=bias)
