@@ -12,7 +12,7 @@ from spmamba_sb.nnet.sequence import build_sequence_layer
 
 # Inference processes the rows of a sequence path in groups whose unfolded input has about
 # this many elements (the sequence layer's intermediates are a small multiple of it).
-INFERENCE_ELEMENTS = 1 << 22
+INFERENCE_ELEMENTS = 1 << 23
 
 
 class SequencePath(nn.Module):
