@@ -44,8 +44,11 @@ def test_means(experiment):
 
 
 def parameter_count(experiment):
-    """Parameters of the mask net in the experiment's newest checkpoint."""
+    """Parameters of the mask net in the experiment's newest checkpoint; None without one (an
+    experiment folder brought back from another machine with its logs only)."""
     checkpoints = sorted(glob.glob(os.path.join(experiment, "save", "CKPT+*", "masknet.ckpt")), key=os.path.getmtime)
+    if not checkpoints:
+        return None
     state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
     return sum(tensor.numel() for tensor in state.values())
 
