@@ -82,3 +82,28 @@ def test_bad_arguments(kwargs, match):
 def test_wrong_input_shape():
     with pytest.raises(ValueError, match=r"expected input \[8, rows, L\]"):
         MambaMixer(8)(torch.randn(7, 2, 5))
+
+
+def test_scan_inputs_are_views_of_the_projections(monkeypatch):
+    """The channel-major layout hands the scan strided views in mamba-ssm's [rows, channels, L]
+    layout, unit stride along L, without copying the projections."""
+    from spmamba_sb.nnet import mixer as mixer_module
+
+    mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
+    seen = {}
+    real_scan = mixer_module.selective_scan
+
+    def spy(u, delta, A, B, C, D=None, z=None, **kwargs):
+        seen.update(u=u, delta=delta, B=B, C=C, z=z)
+        return real_scan(u, delta, A, B, C, D=D, z=z, **kwargs)
+
+    monkeypatch.setattr(mixer_module, "selective_scan", spy)
+    rows, length = 3, 11
+    mixer(torch.randn(8, rows, length))
+    assert seen["u"].shape == seen["delta"].shape == seen["z"].shape == (rows, 16, length)
+    assert seen["B"].shape == seen["C"].shape == (rows, 4, length)
+    assert all(t.stride(-1) == 1 for t in seen.values())
+    # B and C are slices of one x_proj output; z is the second half of in_proj's output
+    assert seen["B"].untyped_storage().data_ptr() == seen["C"].untyped_storage().data_ptr()
+    assert seen["z"].storage_offset() == 16 * rows * length
+    assert not seen["u"].is_contiguous()  # a transposed view of [d_inner, rows, L], not a copy
