@@ -6,8 +6,13 @@
 #   benchmarks/compare_training.sh prepare                   # demo corpus (CPU, parallel)
 #   benchmarks/compare_training.sh train spmamba [MINUTES]   # train up to MINUTES of training time
 #   benchmarks/compare_training.sh train tfgridnet [MINUTES] #   (default BUDGET), then test
-#   benchmarks/compare_training.sh report                    # curves PNG, export, separate, JSON
+#   benchmarks/compare_training.sh report                    # plot, then check (below)
+#   benchmarks/compare_training.sh plot                      #   curves PNG and summary JSON
+#   benchmarks/compare_training.sh check                     #   export SPMamba, separate, score
 #   benchmarks/compare_training.sh all                       # everything above
+#
+# Each model's train stage and SPMamba's check can run on a machine of their own: `plot` needs
+# only each experiment's train_log.txt and test_results.csv.
 #
 # Settings (environment): DATA, RESULTS, BUDGET (minutes per model), HOURS (training hours of
 # mixtures), EPOCH_SIZE (mixtures between validations), PRECISION, SEED, WORKERS, DEVICE, and
@@ -41,10 +46,13 @@ train() {  # MODEL [MINUTES]
         ${EXTRA_ARGS:-} ${!own:-}
 }
 
-report() {
-    local mixture="$DATA/test/mix/test_000000.wav"
+plot() {
     "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/valid_si_snri.png" \
         "SPMamba=$(experiment spmamba)" "TF-GridNet=$(experiment tfgridnet)" | tee "$RESULTS/summary.json"
+}
+
+check() {
+    local mixture="$DATA/test/mix/test_000000.wav"
     spmamba-export "$(experiment spmamba)" --out "$RESULTS/spmamba-model"
     spmamba-separate "$mixture" --model "$RESULTS/spmamba-model" --out "$RESULTS/separated" --overwrite --device "$DEVICE"
     "$PYTHON" benchmarks/check_exported_model.py "$RESULTS/spmamba-model" "$DATA/test.csv" test_000000 \
@@ -54,7 +62,9 @@ report() {
 case "${1:-}" in
     prepare) prepare ;;
     train) train "$2" "${3:-$BUDGET}" ;;
-    report) report ;;
-    all) prepare; train spmamba; train tfgridnet; report ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    report) plot; check ;;
+    plot) plot ;;
+    check) check ;;
+    all) prepare; train spmamba; train tfgridnet; plot; check ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
 esac
