@@ -18,6 +18,9 @@ from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
+#: A split gets at least this many speakers when the pool has eight times as many: a small
+#: evaluation split then still holds several voices instead of one pair.
+MIN_SPLIT_SPEAKERS = 8
 BACKGROUND_KINDS = ("noise", "sfx", "music")
 #: Folder names that put the files below them into a split (WHAM! and DnR v2: tr/cv/tt; DnR v3: train/val/test).
 SPLIT_FOLDER_NAMES = {"train": ("tr", "train"), "valid": ("cv", "val", "valid", "dev"), "test": ("tt", "test")}
@@ -226,6 +229,9 @@ def partition_speakers(speakers: Sequence[str], hours: Dict[str, float], num_spe
                        seed: int) -> Dict[str, List[str]]:
     """Give each split its own speakers, in numbers proportional to its hours.
 
+    Every split with hours gets at least ``num_speakers`` speakers, and at least
+    ``MIN_SPLIT_SPEAKERS`` when there are eight times as many (an eighth of the pool otherwise).
+
     Arguments
     ---------
     speakers : sequence of str
@@ -252,6 +258,9 @@ def partition_speakers(speakers: Sequence[str], hours: Dict[str, float], num_spe
     >>> parts = partition_speakers([str(i) for i in range(10)], {"train": 8, "valid": 1, "test": 1}, 2, 0)
     >>> [len(parts[split]) for split in SPLITS]
     [6, 2, 2]
+    >>> parts = partition_speakers([str(i) for i in range(112)], {"train": 4, "valid": 0.05, "test": 0.05}, 2, 0)
+    >>> [len(parts[split]) for split in SPLITS]
+    [96, 8, 8]
     """
     weights = [float(hours.get(split, 0.0)) for split in SPLITS]
     needed = num_speakers * sum(weight > 0 for weight in weights)
@@ -259,7 +268,8 @@ def partition_speakers(speakers: Sequence[str], hours: Dict[str, float], num_spe
         raise ValueError(f"found {len(speakers)} speakers, but speaker-disjoint splits with num_speakers="
                          f"{num_speakers} need at least {needed}; add LibriSpeech subsets or lower num_speakers")
     order = np.random.default_rng([seed, 1]).permutation(sorted(speakers)).tolist()
-    counts = proportional_counts(len(order), weights, num_speakers)
+    minimum = max(num_speakers, min(MIN_SPLIT_SPEAKERS, len(order) // 8))
+    counts = proportional_counts(len(order), weights, minimum)
     parts, start = {}, 0
     for split, count in zip(SPLITS, counts):
         parts[split] = sorted(order[start:start + count])

@@ -41,6 +41,8 @@ SOURCES_FILE = "demo_sources.json"
 _SPLIT_FOLDERS = {"train": "tr", "valid": "cv", "test": "tt"}
 _NOISE_SECONDS = 15.0
 _CLIP_SECONDS = 30.0
+#: Background files per split at least, when there are four times as many of the kind.
+_MIN_SPLIT_BACKGROUNDS = 4
 
 
 def demo_sizes(hours: Dict[str, float], num_speakers: int = 2) -> Dict[str, int]:
@@ -239,7 +241,8 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
                                      sample_rate, seed, index) for index, profile in enumerate(profiles)]
     weights = [float(hours.get(split, 0.0)) for split in SPLITS]
     for kind_index, (key, count) in enumerate((("noise", chosen["num_noise_files"]), ("dnr", chosen["num_clips"]))):
-        per_split = proportional_counts(count, [max(weight, 1e-9) for weight in weights], 1)
+        minimum = max(1, min(_MIN_SPLIT_BACKGROUNDS, count // 4))
+        per_split = proportional_counts(count, [max(weight, 1e-9) for weight in weights], minimum)
         for split, split_count in zip(SPLITS, per_split):
             subfolder = folder / ("wham_noise" if key == "noise" else "dnr") / _SPLIT_FOLDERS[split]
             for number in range(split_count):

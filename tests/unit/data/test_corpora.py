@@ -116,3 +116,11 @@ def test_corpora_from_folders(fake_corpora):
     assert speaker_sets[0].isdisjoint(speaker_sets[1]) and speaker_sets[1].isdisjoint(speaker_sets[2])
     assert all(len(speaker_set) >= 2 for speaker_set in speaker_sets)
     assert sources["test"]["music"] == [str(fake_corpora["dnr"] / "tt" / "1001" / "music.wav")]
+
+
+def test_small_evaluation_splits_still_get_several_speakers():
+    speakers = [str(index) for index in range(112)]
+    parts = partition_speakers(speakers, {"train": 4, "valid": 0.05, "test": 0.05}, num_speakers=2, seed=0)
+    assert [len(parts[split]) for split in SPLITS] == [96, 8, 8]
+    parts = partition_speakers(speakers[:36], {"train": 0.2, "valid": 0.05, "test": 0.05}, num_speakers=2, seed=0)
+    assert [len(parts[split]) for split in SPLITS] == [24, 6, 6]  # proportional shares already hold 4+

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -84,3 +85,14 @@ def test_default_sizes_grow_with_the_hours():
     assert speech_seconds * 3 >= 30 * 3600 * 2 * 0.8  # each utterance reused about 3 times at most
     profiles = voice_profiles(large["num_voices"], seed=0)
     assert len({(p["voice"], p["variant"], p["rate"], p["pitch"]) for p in profiles}) == len(profiles)
+
+
+def test_small_evaluation_splits_get_several_background_files(tmp_path, monkeypatch):
+    planned = []
+    monkeypatch.setattr("spmamba_sb.data.demo_corpus._run", lambda tasks, *args: planned.extend(tasks))
+    build_demo_corpora(str(tmp_path), {"train": 4, "valid": 0.05, "test": 0.05}, sample_rate=8000,
+                       sizes={"num_voices": 2, "num_noise_files": 50, "num_clips": 50}, show_progress=False)
+    noise = [Path(task[1][0][1]).parent.name for task in planned if task[1][0][0] == "noise"]
+    clips = [Path(task[1][0][1]).parent.parent.name for task in planned if task[1][0][0] == "sfx"]
+    assert [noise.count(folder) for folder in ("tr", "cv", "tt")] == [42, 4, 4]
+    assert [clips.count(folder) for folder in ("tr", "cv", "tt")] == [42, 4, 4]
