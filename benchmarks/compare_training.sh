@@ -13,7 +13,7 @@
 #
 # Each model's train stage and SPMamba's check can run on a machine of their own: `plot` needs
 # only each experiment's train_log.txt and test_results.csv. At the defaults (4 h of mixtures,
-# 19 training minutes) prepare + train + test + check take about 28 minutes on one H100 machine
+# 19 training minutes) prepare + train + test + check take about 27 minutes on one H100 machine
 # with 16 CPU cores; the same seed makes the same corpus on every machine.
 #
 # Settings (environment): DATA, RESULTS, BUDGET (minutes per model), HOURS (training hours of

@@ -46,7 +46,10 @@ _MIN_SPLIT_BACKGROUNDS = 4
 
 
 def demo_sizes(hours: Dict[str, float], num_speakers: int = 2) -> Dict[str, int]:
-    """Source corpus sizes that grow with the requested hours (few reuses of each utterance).
+    """Source corpus sizes that grow with the requested hours.
+
+    Each utterance is used about three times and each second of noise and music about twice
+    (a model that has heard the same few backgrounds over and over keeps unheard ones).
 
     Arguments
     ---------
@@ -63,15 +66,17 @@ def demo_sizes(hours: Dict[str, float], num_speakers: int = 2) -> Dict[str, int]
     Example
     -------
     >>> demo_sizes(DEMO_HOURS)
-    {'num_voices': 36, 'utterances_per_voice': 6, 'num_noise_files': 6, 'num_clips': 6}
+    {'num_voices': 36, 'utterances_per_voice': 6, 'num_noise_files': 36, 'num_clips': 18}
     """
     total = float(sum(hours.values()))
     num_voices = int(np.clip(round(30 + 20 * total), 30, 1000))
     speech_needed = total * 3600 * num_speakers * 0.8  # seconds of speech in the mixtures
     per_voice = math.ceil(speech_needed / (num_voices * 3.5 * 3))  # ~3.5 s utterances, each used ~3 times
-    backgrounds = int(np.clip(math.ceil(12 * total), 6, 500))
+    def backgrounds(file_seconds: float) -> int:
+        return int(np.clip(math.ceil(total * 3600 / (2 * file_seconds)), 6, 5000))
+
     return {"num_voices": num_voices, "utterances_per_voice": int(np.clip(per_voice, 6, 300)),
-            "num_noise_files": backgrounds, "num_clips": backgrounds}
+            "num_noise_files": backgrounds(_NOISE_SECONDS), "num_clips": backgrounds(_CLIP_SECONDS)}
 
 
 def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynthesizer] = None) -> List[Dict[str, Any]]:

@@ -33,6 +33,10 @@ class BMamba(nn.Module):
     torch.Size([16, 3, 20])
     """
 
+    # Rows per inference group: about this many input elements (the scan's intermediates are a
+    # small multiple of it; 2^23 measured fastest within 4 GiB at 60 s on an H100).
+    inference_elements = 1 << 23
+
     def __init__(
         self,
         d_model: int,

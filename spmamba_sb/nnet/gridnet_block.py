@@ -10,10 +10,6 @@ from spmamba_sb.nnet.attention import FullBandAttention
 from spmamba_sb.nnet.norms import LayerNorm4D
 from spmamba_sb.nnet.sequence import build_sequence_layer
 
-# Inference processes the rows of a sequence path in groups whose unfolded input has about
-# this many elements (the sequence layer's intermediates are a small multiple of it).
-INFERENCE_ELEMENTS = 1 << 23
-
 
 class SequencePath(nn.Module):
     """Residual sequence modelling along the last axis of [B, D, R, S].
@@ -63,15 +59,16 @@ class SequencePath(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[B, D, R, S] -> [B, D, R, S].
 
-        Without autograd, rows are processed in groups of about ``INFERENCE_ELEMENTS /
-        (S * D * K)`` (each row is independent, so the output is the same) to bound memory.
+        Without autograd, rows are processed in groups of about ``inference_elements / (S * D * K)``
+        (the sequence layer's ``inference_elements``; each row is independent, so the output is
+        the same) to bound memory.
         """
         batch, channels, n_rows, seq_len = x.shape
         y = self.norm(x).transpose(1, 2).reshape(batch * n_rows, channels, seq_len)  # [B*R, D, S]
         if torch.is_grad_enabled():
             y = self._rows(y)
         else:
-            group = max(1, INFERENCE_ELEMENTS // (seq_len * channels * self.emb_kernel_size))
+            group = max(1, self.sequence.inference_elements // (seq_len * channels * self.emb_kernel_size))
             y = torch.cat([self._rows(rows) for rows in y.split(group)])  # [B*R, D, S]
         return x + y.view(batch, n_rows, channels, seq_len).transpose(1, 2)  # [B, D, R, S]
 

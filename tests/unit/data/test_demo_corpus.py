@@ -83,6 +83,7 @@ def test_default_sizes_grow_with_the_hours():
     assert small["num_voices"] >= 30 and large["num_voices"] > 500
     speech_seconds = large["num_voices"] * large["utterances_per_voice"] * 3.5
     assert speech_seconds * 3 >= 30 * 3600 * 2 * 0.8  # each utterance reused about 3 times at most
+    assert large["num_noise_files"] * 15 * 2 >= 30 * 3600 and large["num_clips"] * 30 * 2 >= 30 * 3600
     profiles = voice_profiles(large["num_voices"], seed=0)
     assert len({(p["voice"], p["variant"], p["rate"], p["pitch"]) for p in profiles}) == len(profiles)
 

@@ -97,15 +97,15 @@ def test_gridnet_block_parameter_count_of_published_config():
     assert sum(p.numel() for p in block.parameters()) == 1_023_485
 
 
-def test_inference_row_groups_give_the_same_output(monkeypatch):
-    from spmamba_sb.nnet import gridnet_block
-
-    block = GridNetBlock(4, 9, 3, 1, num_heads=2, attention_qk_dim=18, kind="mamba", d_state=4, expand=2,
-                         scan_backend="torch")
+@pytest.mark.parametrize("kind", ["mamba", "lstm"])
+def test_inference_row_groups_give_the_same_output(kind):
+    block = GridNetBlock(4, 9, 3, 1, num_heads=2, attention_qk_dim=18, kind=kind, d_state=4, expand=2,
+                         lstm_hidden_dim=5, scan_backend="torch")
     x = torch.randn(2, 4, 7, 9)
     with torch.no_grad():
         whole = block(x)
-        monkeypatch.setattr(gridnet_block, "INFERENCE_ELEMENTS", 3 * 4 * 9 * 3)  # 3 rows per group
+        for path in (block.intra, block.inter):
+            path.sequence.inference_elements = 3 * 4 * 9 * 3  # 3 rows per group of the intra-frame path
         grouped = block(x)
     torch.testing.assert_close(grouped, whole)
     torch.testing.assert_close(block(x).detach(), whole)  # the autograd path
