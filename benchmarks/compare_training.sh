@@ -38,6 +38,10 @@ experiment() { echo "$RESULTS/$1/$SEED"; }
 prepare() {
     spmamba-prepare-demo --out "$DATA" --hours-train "$HOURS" --hours-valid 0.05 --hours-test 0.05 \
         --seed 0 --num-workers "$WORKERS" --no-progress
+    # one checksum of every mixture, source and target WAV: runs on different machines can show
+    # that they trained and tested on the same files
+    (cd "$DATA" && find train valid test -name '*.wav' | sort | xargs md5sum | md5sum | cut -d' ' -f1) \
+        | tee "$DATA/mixtures.md5"
 }
 
 train() {  # MODEL [MINUTES]
