@@ -72,11 +72,10 @@ def demo_sizes(hours: Dict[str, float], num_speakers: int = 2) -> Dict[str, int]
     num_voices = int(np.clip(round(30 + 20 * total), 30, 1000))
     speech_needed = total * 3600 * num_speakers * 0.8  # seconds of speech in the mixtures
     per_voice = math.ceil(speech_needed / (num_voices * 3.5 * 3))  # ~3.5 s utterances, each used ~3 times
-    def backgrounds(file_seconds: float) -> int:
-        return int(np.clip(math.ceil(total * 3600 / (2 * file_seconds)), 6, 5000))
-
+    noise_files = math.ceil(total * 3600 / (2 * _NOISE_SECONDS))  # each second of background used ~twice
+    clips = math.ceil(total * 3600 / (2 * _CLIP_SECONDS))
     return {"num_voices": num_voices, "utterances_per_voice": int(np.clip(per_voice, 6, 300)),
-            "num_noise_files": backgrounds(_NOISE_SECONDS), "num_clips": backgrounds(_CLIP_SECONDS)}
+            "num_noise_files": int(np.clip(noise_files, 6, 5000)), "num_clips": int(np.clip(clips, 6, 5000))}
 
 
 def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynthesizer] = None) -> List[Dict[str, Any]]:
