@@ -1,8 +1,8 @@
 """train.py end to end on a tiny config: train, kill -9 and resume, test, export, separate; DDP."""
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -84,50 +84,33 @@ def test_prepare_train_kill_resume_test_export_separate(tmp_path):
     assert rate == 16000 and len(estimate) == sf.info(str(mixture)).frames
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
-
-
-def _kill_processes_mentioning(text):
-    """SIGKILL every process whose command line contains ``text`` (torchrun starts its workers
-    in sessions of their own, so killing its process group would leave them running)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if text.encode() in handle.read():
-                    os.kill(int(entry), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            pass
-
-
-def test_ddp_two_processes_gloo_killed_and_resumed(tmp_path):
-    """torchrun with 2 processes: killed (SIGKILL to every process) after an intra-epoch
-    checkpoint, the same command resumes and finishes; checkpoints are written once."""
+def test_ddp_scaling_two_processes_gloo_killed_and_resumed(tmp_path):
+    """benchmarks/ddp_scaling.py on CPU with gloo: 1 and 2 processes over the same mixtures, then
+    a 2-process torchrun killed (SIGKILL to every process) after an intra-epoch checkpoint that
+    the same command resumes and finishes; checkpoints are written once (rank 0)."""
     data = write_corpus(tmp_path / "data", sizes=(("train", 12), ("valid", 2), ("test", 2)))
-    out = tmp_path / "exp"
-    command = [os.path.join(BIN, "torchrun"), "--nproc_per_node=2", "--master_port", _free_port(),
-               *_train_command(data, out, "--distributed_backend", "gloo", "--ckpt_interval_minutes", "0",
-                               "--ckpt_interval_steps", "1")[1:]]
-    process = subprocess.Popen(command, cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while not any(c.get("end-of-epoch") is False for c in _checkpoints(out / "save")):
-        assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert time.time() < deadline, "no intra-epoch checkpoint within 300 s"
-        time.sleep(0.2)
-    _kill_processes_mentioning(str(out))
-    process.wait()
-
-    command[command.index("--master_port") + 1] = _free_port()
-    result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    tiny = list(TINY_OVERRIDES)
+    del tiny[tiny.index("--N_epochs"):tiny.index("--N_epochs") + 2]
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "ddp_scaling.py"), "--data", str(data),
+               "--out", str(tmp_path / "ddp"), "--epoch-size", "4", "--epochs", "2", "--precision", "fp32",
+               "--kill-after-checkpoint", "--ckpt-interval-steps", "1", "--",
+               "--device", "cpu", "--distributed_backend", "gloo", *tiny]
+    result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Loading a checkpoint from" in result.stderr + result.stdout
-    lines = _log_lines(out)
-    assert [l.split(",")[0] for l in lines if l.startswith("epoch:")] == ["epoch: 1", "epoch: 2"]
-    assert len([c for c in _checkpoints(out / "save")]) == 1  # written once, by rank 0
+    report = json.loads(result.stdout)
+    assert set(report["runs"]) == {"1", "2"}
+    for run in report["runs"].values():
+        assert run["audio_seconds_per_second"] > 0
+        assert [point["mixtures"] for point in run["valid"]] == [4, 8]
+    assert "torch.distributed.run --nproc_per_node=2" in report["runs"]["2"]["command"]
+    assert report["scaling_efficiency"]["1"] == 1.0 and report["scaling_efficiency"]["2"] > 0
+    assert report["environment"]["NCCL_NVLS_ENABLE"] == "0"
+    killed = report["killed_and_resumed"]
+    assert killed["world_size"] == 2 and killed["exit_code"] == 0 and killed["loaded_checkpoint"]
+    assert killed["epochs_logged"] == [1, 2]
+    assert killed["checkpoints_kept"] == 1  # written once, by rank 0
+    lines = _log_lines(tmp_path / "ddp" / "2-proc-killed")
+    assert any(line.startswith("epoch loaded: 2") for line in lines)
 
 
 def test_bf16_precision_trains_without_nan(tmp_path):
