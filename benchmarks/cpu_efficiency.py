@@ -7,6 +7,8 @@ FLOP/s, measured in the same run. Prints JSON.
 
 FLOPs are 2 x the MACs of ``benchmarks/macs.py`` (selective scan included). The reference
 FLOP/s is the median of square fp32 ``torch.mm`` products of size 2048 on the same threads.
+The model is timed twice: with the C allocator's defaults, then after
+:func:`spmamba_sb.inference.keep_freed_memory` (the figures without a suffix).
 ``--profile`` adds the operators that take the most CPU time.
 """
 
@@ -23,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from macs import counted_macs, recurrence_macs  # noqa: E402
 
 from spmamba_sb import SPMamba  # noqa: E402
+from spmamba_sb.inference import keep_freed_memory  # noqa: E402
 
 
 def median_seconds(fn, repeats):
@@ -54,8 +57,12 @@ def main():
     flops = 2 * (counted_macs(model, audio) + recurrence_macs(model, audio))
     peak = matmul_flops()
     with torch.no_grad():
+        elapsed_default = median_seconds(lambda: model(audio), args.repeats)
+        kept = keep_freed_memory()  # from here on, for the rest of the process
         elapsed = median_seconds(lambda: model(audio), args.repeats)
     report = {
+        "inference_s_per_audio_s_default_allocator": round(elapsed_default / args.seconds, 2),
+        "keep_freed_memory": kept,
         "threads": torch.get_num_threads(),
         "audio_seconds": args.seconds,
         "inference_s": round(elapsed, 2),

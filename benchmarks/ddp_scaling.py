@@ -125,7 +125,7 @@ def kill_and_resume(command_for, out: str, log, timeout: float) -> dict:
             raise RuntimeError(f"the run to be killed ended first (exit {process.returncode}); see the log")
         if time.time() > deadline:
             raise RuntimeError(f"no intra-epoch checkpoint within {timeout:.0f} s")
-        time.sleep(0.5)
+        time.sleep(0.2)
     _kill_processes_mentioning(out)
     process.wait()
     epochs_before = len(epochs_logged(out))

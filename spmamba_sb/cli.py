@@ -9,7 +9,7 @@ import time
 from typing import List, Optional, Set
 
 from spmamba_sb.data.audio_io import write_audio_atomic
-from spmamba_sb.inference import MODEL_FILES, AudioInputError, SPMambaSeparation, export_model
+from spmamba_sb.inference import MODEL_FILES, AudioInputError, SPMambaSeparation, export_model, keep_freed_memory
 
 
 def export_main(argv: Optional[List[str]] = None) -> None:
@@ -48,6 +48,8 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     warnings_only.setLevel(logging.WARNING)  # SpeechBrain sets its own loggers to INFO
     logging.basicConfig(handlers=[warnings_only])
     device = "cuda:0" if args.device == "cuda" else args.device  # SpeechBrain wants an index
+    if device == "cpu":
+        keep_freed_memory()
     separator = _load_separator(args.model, device)
     try:
         separator.chunk_lengths(args.chunk_seconds, args.overlap_seconds)

@@ -353,13 +353,16 @@ def selective_scan_torch(
     sequential = u.device.type == "cpu" and batch * state_elements >= SEQUENTIAL_MIN_ELEMENTS
     block = max(1, SEQUENTIAL_BLOCK_ELEMENTS // state_elements)
     if sequential and batch > block:
-        return torch.cat([
-            selective_scan_torch(
+        # each block's output goes straight into a channel-major buffer ([D, B, L], returned as
+        # a [B, D, L] view), the layout the mixers read next: no concatenation, no later copy
+        out = u.new_empty(channels, batch, length).transpose(0, 1)  # [B, D, L]
+        for start in range(0, batch, block):
+            rows = slice(start, start + block)
+            out[rows] = selective_scan_torch(
                 u[rows], delta[rows], A, B[rows], C[rows], D, None if z is None else z[rows],
                 delta_bias, delta_softplus, chunk_size,
             )
-            for rows in (slice(start, start + block) for start in range(0, batch, block))
-        ])
+        return out
     compiled = (
         os.environ.get(COMPILE_ENV_VAR) == "1" and u.device.type == "cpu" and not torch.is_grad_enabled()
     )

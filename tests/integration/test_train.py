@@ -92,7 +92,7 @@ def test_ddp_scaling_two_processes_gloo_killed_and_resumed(tmp_path):
     tiny = list(TINY_OVERRIDES)
     del tiny[tiny.index("--N_epochs"):tiny.index("--N_epochs") + 2]
     command = [sys.executable, os.path.join(ROOT, "benchmarks", "ddp_scaling.py"), "--data", str(data),
-               "--out", str(tmp_path / "ddp"), "--epoch-size", "4", "--epochs", "2", "--precision", "fp32",
+               "--out", str(tmp_path / "ddp"), "--epoch-size", "12", "--epochs", "2", "--precision", "fp32",
                "--kill-after-checkpoint", "--ckpt-interval-steps", "1", "--",
                "--device", "cpu", "--distributed_backend", "gloo", *tiny]
     result = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=900)
@@ -101,7 +101,7 @@ def test_ddp_scaling_two_processes_gloo_killed_and_resumed(tmp_path):
     assert set(report["runs"]) == {"1", "2"}
     for run in report["runs"].values():
         assert run["audio_seconds_per_second"] > 0
-        assert [point["mixtures"] for point in run["valid"]] == [4, 8]
+        assert [point["mixtures"] for point in run["valid"]] == [12, 24]
     assert "torch.distributed.run --nproc_per_node=2" in report["runs"]["2"]["command"]
     assert report["scaling_efficiency"]["1"] == 1.0 and report["scaling_efficiency"]["2"] > 0
     assert report["environment"]["NCCL_NVLS_ENABLE"] == "0"
