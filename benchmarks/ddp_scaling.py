@@ -161,8 +161,10 @@ def main(argv=None):
     extra = [item for item in args.overrides if item != "--"]
     if 1 not in args.world_sizes:
         parser.error("--world-sizes must include 1 (the baseline of the scaling efficiency)")
+    if os.path.exists(args.out):  # train.py would resume the old runs instead of measuring
+        parser.error(f"--out {args.out} exists; give a new folder")
     os.environ.update(MULTICAST_OFF)
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.out)
     overrides = ["--seed", str(args.seed), "--precision", args.precision, "--train_epoch_size", str(args.epoch_size),
                  "--N_epochs", str(args.epochs), *extra]
 
