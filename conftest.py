@@ -1,7 +1,12 @@
 """Pytest setup shared by the doctests and the test suite."""
 
+import importlib.util
+
 import pytest
 import torch
+
+# The Triton kernels' module imports Triton, which CPU-only PyTorch builds do not bring.
+collect_ignore = [] if importlib.util.find_spec("triton") else ["spmamba_sb/nnet/scan_triton.py"]
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,7 @@ class GridNetMaskNet(nn.Module):
     d_state, d_conv, expand : int
         Mamba settings for ``"mamba"``.
     scan_backend : str
-        ``"auto"``, ``"cuda"`` or ``"torch"``.
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``.
     checkpoint_blocks : bool
         Activation checkpointing: keep only each block's input and recompute its activations
         in the backward pass (``torch.utils.checkpoint``). Training memory drops to about one

@@ -61,7 +61,7 @@ class SPMamba(nn.Module):
     d_state, d_conv, expand : int
         Mamba settings.
     scan_backend : str
-        ``"auto"``, ``"cuda"`` or ``"torch"``.
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``.
     checkpoint_blocks : bool
         Recompute block activations in the backward pass to save training memory (see
         :class:`~spmamba_sb.models.gridnet.GridNetMaskNet`).

@@ -24,7 +24,7 @@ class BMamba(nn.Module):
     eps : float
         RMSNorm epsilon.
     scan_backend : str
-        ``"auto"``, ``"cuda"`` or ``"torch"``.
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``.
 
     Example
     -------
@@ -33,9 +33,10 @@ class BMamba(nn.Module):
     torch.Size([16, 3, 20])
     """
 
-    # Rows per inference group: about this many input elements (the scan's intermediates are a
-    # small multiple of it; 2^23 measured fastest within 4 GiB at 60 s on an H100).
-    inference_elements = 1 << 23
+    # Rows per inference group, by device type: about this many input elements (the scan's
+    # intermediates are a small multiple of it; 2^23 measured fastest within 4 GiB at 60 s on
+    # an H100).
+    inference_elements = {"cpu": 1 << 23, "cuda": 1 << 23}
 
     def __init__(
         self,

@@ -60,7 +60,7 @@ class SequencePath(nn.Module):
         """[B, D, R, S] -> [B, D, R, S].
 
         Without autograd, rows are processed in groups of about ``inference_elements / (S * D * K)``
-        (the sequence layer's ``inference_elements``; each row is independent, so the output is
+        (the sequence layer's ``inference_elements`` for the device; each row is independent, so the output is
         the same) to bound memory.
         """
         batch, channels, n_rows, seq_len = x.shape
@@ -68,7 +68,9 @@ class SequencePath(nn.Module):
         if torch.is_grad_enabled():
             y = self._rows(y)
         else:
-            group = max(1, self.sequence.inference_elements // (seq_len * channels * self.emb_kernel_size))
+            budget = self.sequence.inference_elements  # {device type: elements}
+            elements = budget.get(y.device.type, budget["cpu"])
+            group = max(1, elements // (seq_len * channels * self.emb_kernel_size))
             y = torch.cat([self._rows(rows) for rows in y.split(group)])  # [B*R, D, S]
         return x + y.view(batch, n_rows, channels, seq_len).transpose(1, 2)  # [B, D, R, S]
 

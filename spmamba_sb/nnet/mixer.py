@@ -65,7 +65,7 @@ class MambaMixer(nn.Module):
     dt_init_floor : float
         Smallest initial step size.
     scan_backend : str
-        ``"auto"``, ``"cuda"`` or ``"torch"`` (see :mod:`spmamba_sb.nnet.scan`).
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"`` (see :mod:`spmamba_sb.nnet.scan`).
 
     Example
     -------

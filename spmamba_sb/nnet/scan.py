@@ -24,7 +24,11 @@ chunk size, not by L. Arithmetic is fp32 for fp32 and lower-precision inputs, fp
 
 ``"cuda"``: ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` on CUDA tensors.
 
-``"auto"``: ``"cuda"`` for CUDA tensors when mamba-ssm imports, else ``"torch"``.
+``"triton"``: this package's Triton kernels (:mod:`spmamba_sb.nnet.scan_triton`) on CUDA
+tensors; Triton comes with PyTorch's CUDA builds, so no compiled extension is needed.
+
+``"auto"``: for CUDA tensors ``"cuda"`` when mamba-ssm imports, else ``"triton"`` when
+Triton imports; ``"torch"`` otherwise.
 The environment variable ``SPMAMBA_SCAN_BACKEND`` overrides ``"auto"``.
 With ``SPMAMBA_COMPILE_SCAN=1`` the ``"torch"`` backend runs its chunks through
 ``torch.compile`` on a CPU when autograd is off (opt-in: the first call compiles
@@ -43,7 +47,7 @@ from torch.utils.checkpoint import checkpoint
 
 logger = logging.getLogger(__name__)
 
-SCAN_BACKENDS = ("auto", "cuda", "torch")
+SCAN_BACKENDS = ("auto", "cuda", "triton", "torch")
 BACKEND_ENV_VAR = "SPMAMBA_SCAN_BACKEND"
 MAX_CHUNK_SIZE = 64
 # Elements of one [B, chunk, D, N] tensor the torch scan aims for: small on a CPU, where a
@@ -64,6 +68,7 @@ COMPILED_CHUNK_SIZE = 32
 _INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-ssm>=2.2)"
 
 _kernel_cache: dict = {}
+_triton_cache: dict = {}
 _compiled_cache: dict = {}
 _logged_choices: set = set()
 
@@ -93,13 +98,26 @@ def _load_kernel() -> Optional[Callable]:
     return _kernel_cache["fn"]
 
 
+def _load_triton() -> Optional[Callable]:
+    """Return :func:`~spmamba_sb.nnet.scan_triton.selective_scan_triton`, or None (with the
+    error kept) when Triton is missing or fails to import."""
+    if "fn" not in _triton_cache:
+        try:
+            from spmamba_sb.nnet.scan_triton import selective_scan_triton
+        except Exception as error:  # ModuleNotFoundError, or a broken install
+            _triton_cache["error"] = error
+            selective_scan_triton = None
+        _triton_cache["fn"] = selective_scan_triton
+    return _triton_cache["fn"]
+
+
 def check_backend(name: str) -> str:
     """Validate a backend name.
 
     Arguments
     ---------
     name : str
-        One of ``"auto"``, ``"cuda"``, ``"torch"``.
+        One of ``"auto"``, ``"cuda"``, ``"triton"``, ``"torch"``.
 
     Returns
     -------
@@ -127,23 +145,24 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     Arguments
     ---------
     requested : str
-        ``"auto"``, ``"cuda"`` or ``"torch"``. ``"auto"`` is first replaced by the value
-        of ``SPMAMBA_SCAN_BACKEND`` when that variable is set.
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``. ``"auto"`` is first replaced
+        by the value of ``SPMAMBA_SCAN_BACKEND`` when that variable is set.
     device : torch.device
         Device of the tensors to scan.
 
     Returns
     -------
     str
-        ``"cuda"`` or ``"torch"``.
+        ``"cuda"``, ``"triton"`` or ``"torch"``.
 
     Raises
     ------
     ImportError
-        If ``"cuda"`` is requested and mamba-ssm cannot be imported.
+        If ``"cuda"`` is requested and mamba-ssm cannot be imported, or ``"triton"`` and
+        Triton cannot.
     ValueError
-        If ``"cuda"`` is requested for tensors that are not on a CUDA device, or a name
-        is unknown.
+        If ``"cuda"`` or ``"triton"`` is requested for tensors that are not on a CUDA
+        device, or a name is unknown.
 
     Example
     -------
@@ -155,16 +174,23 @@ def resolve_backend(requested: str, device: torch.device) -> str:
         requested = check_backend(os.environ[BACKEND_ENV_VAR].strip().lower())
     if requested == "torch":
         return "torch"
-    if requested == "cuda":
+    if requested in ("cuda", "triton"):
+        load, cache, library, hint = {
+            "cuda": (_load_kernel, _kernel_cache, "mamba-ssm", _INSTALL_HINT),
+            "triton": (_load_triton, _triton_cache, "Triton", "install a CUDA build of PyTorch, which brings Triton"),
+        }[requested]
         if device.type != "cuda":
-            raise ValueError(f"scan_backend='cuda' needs CUDA tensors, got device {device}")
-        if _load_kernel() is None:
+            raise ValueError(f"scan_backend={requested!r} needs CUDA tensors, got device {device}")
+        if load() is None:
             raise ImportError(
-                f"scan_backend='cuda' but mamba-ssm is unavailable "
-                f"({_kernel_cache.get('error')}); {_INSTALL_HINT}"
+                f"scan_backend={requested!r} but {library} is unavailable ({cache.get('error')}); {hint}"
             )
-        return "cuda"
-    choice = "cuda" if device.type == "cuda" and _load_kernel() is not None else "torch"
+        return requested
+    choice = "torch"
+    if device.type == "cuda" and _load_kernel() is not None:
+        choice = "cuda"
+    elif device.type == "cuda" and _load_triton() is not None:
+        choice = "triton"
     if (device.type, choice) not in _logged_choices:
         _logged_choices.add((device.type, choice))
         logger.info("selective scan backend 'auto' -> %r on %s tensors", choice, device.type)
@@ -207,7 +233,7 @@ def selective_scan(
     delta_softplus : bool
         Apply softplus to ``delta`` (after the bias).
     backend : str
-        ``"auto"``, ``"cuda"`` or ``"torch"`` (see :func:`resolve_backend`).
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"`` (see :func:`resolve_backend`).
     chunk_size : int, optional
         Steps per chunk of the ``"torch"`` backend; None picks it from ``CHUNK_ELEMENTS``.
 
@@ -224,7 +250,10 @@ def selective_scan(
     >>> selective_scan(u, delta, A, B, C, delta_softplus=True, backend="torch").shape
     torch.Size([2, 4, 10])
     """
-    if resolve_backend(backend, u.device) == "cuda":
+    backend = resolve_backend(backend, u.device)
+    if backend == "triton":
+        return _load_triton()(u, delta, A, B, C, D, z, delta_bias, delta_softplus)  # [B, D, L]
+    if backend == "cuda":
         return _load_kernel()(
             u,
             delta,

@@ -4,7 +4,7 @@ Every layer maps channel-major sequences [input_dim, rows, L] to [output_dim, ro
 layout in which Mamba's projections are single matrix products (see
 :class:`~spmamba_sb.nnet.mixer.MambaMixer`). Its ``inference_elements`` sizes the groups of rows
 that inference runs at a time (:class:`~spmamba_sb.nnet.gridnet_block.SequencePath`): about that
-many input elements per group.
+many input elements per group, looked up by device type (``"cpu"`` for any type not listed).
 """
 
 import torch
@@ -31,9 +31,11 @@ class BLSTM(nn.Module):
     torch.Size([10, 3, 20])
     """
 
-    # Rows per inference group: about this many input elements. An LSTM pays its L sequential
-    # steps once per group; on CPU 2^26 was 7 % slower than 2^23 with twice the memory (8 s).
-    inference_elements = 1 << 23
+    # Rows per inference group, by device type: about this many input elements. An LSTM pays
+    # its L sequential steps once per group. CPU, 8 s: 2^26 was 7 % slower than 2^23 with twice
+    # the memory. H100, 60 s: 2^23 / 2^26 / 2^27 / 2^28 took 127 / 5.9 / 3.0 / 1.7 s with
+    # 1.2 / 9.2 / 17.9 / 32.6 GiB; 2^26 keeps TF-GridNet within 12 GB GPUs.
+    inference_elements = {"cpu": 1 << 23, "cuda": 1 << 26}
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()

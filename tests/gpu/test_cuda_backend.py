@@ -1,4 +1,5 @@
-"""The mamba-ssm CUDA scan against the pure-PyTorch scan, on a GPU with mamba-ssm installed."""
+"""The GPU scans (mamba-ssm's CUDA kernel, this package's Triton kernels) against the pure-PyTorch
+scan, on a GPU with mamba-ssm installed."""
 
 import copy
 
@@ -35,26 +36,27 @@ def _run(module, x):
     return y.detach(), x.grad, {n: p.grad for n, p in module.named_parameters()}
 
 
-def _pair(module):
-    """The same module twice: one on the CUDA kernel, one on the torch scan."""
+def _pair(module, backend="cuda"):
+    """The same module twice: one on a GPU kernel (``backend``), one on the torch scan."""
     torch_copy = copy.deepcopy(module)
     for m in torch_copy.modules():
         if isinstance(m, MambaMixer):
             m.scan_backend = "torch"
     for m in module.modules():
         if isinstance(m, MambaMixer):
-            m.scan_backend = "cuda"
+            m.scan_backend = backend
     return module, torch_copy
 
 
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
 @pytest.mark.parametrize("rows,length", [(4, 64), (3, 1000), (16, 250)])
-def test_mixer_cuda_equals_torch(rows, length):
+def test_mixer_cuda_equals_torch(rows, length, backend):
     torch.manual_seed(0)
-    cuda_mixer, torch_mixer = _pair(MambaMixer(128, d_state=16, expand=4).cuda())
+    cuda_mixer, torch_mixer = _pair(MambaMixer(128, d_state=16, expand=4).cuda(), backend)
     x = torch.randn(128, rows, length, device="cuda")
     y_cuda, gx_cuda, gp_cuda = _run(cuda_mixer, x)
     y_torch, gx_torch, gp_torch = _run(torch_mixer, x)
-    assert cuda_mixer.last_scan_backend == "cuda" and torch_mixer.last_scan_backend == "torch"
+    assert cuda_mixer.last_scan_backend == backend and torch_mixer.last_scan_backend == "torch"
     _assert_close(y_cuda, y_torch)
     _assert_close(gx_cuda, gx_torch)
     for name in gp_torch:
@@ -78,7 +80,8 @@ def _relative_l2(actual, expected):
     return ((actual - expected).norm() / expected.norm()).item()
 
 
-def test_full_model_cuda_equals_torch():
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_full_model_cuda_equals_torch(backend):
     """Outputs agree to RTOL elementwise; gradients through two blocks accumulate fp32
     reduction-order differences, so they are compared by relative L2 norm (RTOL), and both
     fp32 paths are measured against an fp64 run of the torch path.
@@ -95,7 +98,7 @@ def test_full_model_cuda_equals_torch():
     for module in model.modules():
         if isinstance(module, torch.nn.PReLU):
             torch.nn.init.ones_(module.weight)
-    cuda_model, torch_model = _pair(model)
+    cuda_model, torch_model = _pair(model, backend)
     exact_model = copy.deepcopy(torch_model).double()
     mix = torch.randn(2, 16000, device="cuda")
     y_cuda, gx_cuda, gp_cuda = _run(cuda_model, mix)
@@ -115,14 +118,14 @@ def test_full_model_cuda_equals_torch():
     worst = max(per_param, key=per_param.get)
     errors_vs_fp64 = {name: (_relative_l2(gx.double(), gx_exact), _relative_l2(all_g, all_exact))
                       for name, gx, all_g in (("cuda", gx_cuda, all_cuda), ("torch", gx_torch, all_torch))}
-    print(f"output max diff {(y_cuda - y_torch).abs().max().item():.2e}; gradients, relative L2: "
+    print(f"{backend}: output max diff {(y_cuda - y_torch).abs().max().item():.2e}; gradients, relative L2: "
           f"input {input_error:.2e}, all parameters {total_error:.2e}, worst parameter {worst} "
           f"{per_param[worst]:.2e}; vs fp64 (input, parameters): {errors_vs_fp64}")
     assert input_error < RTOL and total_error < RTOL and per_param[worst] < PARAM_GRAD_RTOL
     assert max(errors_vs_fp64["torch"]) < RTOL and max(errors_vs_fp64["cuda"]) < RTOL
 
 
-@pytest.mark.parametrize("backend", ["cuda", "torch"])
+@pytest.mark.parametrize("backend", ["cuda", "triton", "torch"])
 def test_bf16_autocast_published_model(backend):
     torch.manual_seed(0)
     model = SPMamba(scan_backend=backend).cuda()
@@ -137,3 +140,36 @@ def test_bf16_autocast_published_model(backend):
     error = (out.detach() - reference).norm() / reference.norm()
     print(f"bf16 autocast vs fp32 ({backend}): relative L2 error {error:.3e}")
     assert error < 0.1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows,length", [(501, 250), (257, 494)])
+def test_triton_scan_equals_mamba_ssm_at_published_sizes(rows, length, dtype):
+    """The Triton kernels against mamba-ssm's on the published model's scan shapes (the
+    intra- and inter-frame paths of 4 s), inputs as strided channel-major views."""
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    from spmamba_sb.nnet.scan_triton import selective_scan_triton
+
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    channels, n_state = 512, 16
+
+    def view(*shape, scale=1.0, shift=0.0):  # [R, X, L] view of a [X, R, L] tensor
+        data = torch.randn(shape[1], shape[0], shape[2], device="cuda", generator=generator)
+        return (data * scale + shift).to(dtype).transpose(0, 1).requires_grad_()
+
+    u, delta, z = view(rows, channels, length), view(rows, channels, length, 0.5, -1.0), view(rows, channels, length)
+    B, C = view(rows, n_state, length), view(rows, n_state, length)
+    A = (-torch.arange(1, n_state + 1, device="cuda", dtype=torch.float32).repeat(channels, 1)).requires_grad_()
+    skip = torch.randn(channels, device="cuda", generator=generator).requires_grad_()
+    bias = (torch.randn(channels, device="cuda", generator=generator) * 0.3 - 2).requires_grad_()
+    inputs = [u, delta, A, B, C, skip, z, bias]
+    ours = selective_scan_triton(*inputs, delta_softplus=True)
+    theirs = selective_scan_fn(*inputs, delta_softplus=True)
+    grad = torch.randn(theirs.shape, device="cuda", generator=generator, dtype=dtype)
+    tolerance = RTOL if dtype == torch.float32 else 1e-2  # bf16 inputs and outputs: 8-bit mantissa
+    for name, a, b in zip(["out", *"u delta A B C D z bias".split()],
+                          [ours, *torch.autograd.grad(ours, inputs, grad)],
+                          [theirs, *torch.autograd.grad(theirs, inputs, grad)]):
+        error = ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+        assert error < tolerance, (name, error)

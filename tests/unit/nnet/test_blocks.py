@@ -105,7 +105,7 @@ def test_inference_row_groups_give_the_same_output(kind):
     with torch.no_grad():
         whole = block(x)
         for path in (block.intra, block.inter):
-            path.sequence.inference_elements = 3 * 4 * 9 * 3  # 3 rows per group of the intra-frame path
+            path.sequence.inference_elements = {"cpu": 3 * 4 * 9 * 3}  # 3 rows per group of the intra-frame path
         grouped = block(x)
     torch.testing.assert_close(grouped, whole)
     torch.testing.assert_close(block(x).detach(), whole)  # the autograd path

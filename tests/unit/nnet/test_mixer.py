@@ -72,7 +72,7 @@ def test_mixer_is_causal():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(d_model=0), "d_model"), (dict(d_model=8, d_state=-1), "d_state"),
-    (dict(d_model=8, scan_backend="triton"), "scan_backend"),
+    (dict(d_model=8, scan_backend="mamba"), "scan_backend"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -161,9 +161,24 @@ def _fake_mamba_ssm(tmp_path, body):
 def test_missing_kernel_for_explicit_cuda_raises(monkeypatch, tmp_path):
     monkeypatch.setattr(scan, "_kernel_cache", {})
     monkeypatch.setitem(sys.modules, "mamba_ssm", None)  # import fails as if not installed
+    monkeypatch.setattr(scan, "_triton_cache", {"fn": None, "error": ModuleNotFoundError("triton")})
     with pytest.raises(ImportError, match=r"pip install 'spmamba-sb\[cuda\]'"):
         resolve_backend("cuda", torch.device("cuda"))
     assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+def test_auto_takes_triton_without_mamba_ssm_and_triton_needs_cuda(monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setattr(scan, "_kernel_cache", {})
+    monkeypatch.setattr(scan, "_triton_cache", {})
+    monkeypatch.setitem(sys.modules, "mamba_ssm", None)
+    assert resolve_backend("auto", torch.device("cuda")) == "triton"
+    assert resolve_backend("triton", torch.device("cuda")) == "triton"
+    with pytest.raises(ValueError, match="needs CUDA tensors"):
+        resolve_backend("triton", torch.device("cpu"))
+    monkeypatch.setattr(scan, "_triton_cache", {"fn": None, "error": ModuleNotFoundError("triton")})
+    with pytest.raises(ImportError, match="Triton is unavailable"):
+        resolve_backend("triton", torch.device("cuda"))
 
 
 def test_broken_install_warns_once_and_falls_back(monkeypatch, tmp_path, caplog):
@@ -172,6 +187,7 @@ def test_broken_install_warns_once_and_falls_back(monkeypatch, tmp_path, caplog)
     for name in [m for m in sys.modules if m.startswith("mamba_ssm")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(scan, "_kernel_cache", {})
+    monkeypatch.setattr(scan, "_triton_cache", {"fn": None, "error": ModuleNotFoundError("triton")})
     with caplog.at_level(logging.WARNING, logger=scan.__name__):
         assert resolve_backend("auto", torch.device("cuda")) == "torch"
         assert resolve_backend("auto", torch.device("cuda")) == "torch"
