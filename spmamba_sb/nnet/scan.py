@@ -28,7 +28,8 @@ chunk size, not by L. Arithmetic is fp32 for fp32 and lower-precision inputs, fp
 tensors; Triton comes with PyTorch's CUDA builds, so no compiled extension is needed.
 
 ``"auto"``: for CUDA tensors ``"cuda"`` when mamba-ssm imports, else ``"triton"`` when
-Triton imports; ``"torch"`` otherwise.
+Triton imports and the GPU's compute capability is at least ``TRITON_AUTO_MIN_CAPABILITY``;
+``"torch"`` otherwise.
 The environment variable ``SPMAMBA_SCAN_BACKEND`` overrides ``"auto"``.
 With ``SPMAMBA_COMPILE_SCAN=1`` the ``"torch"`` backend runs its chunks through
 ``torch.compile`` on a CPU when autograd is off (opt-in: the first call compiles
@@ -65,6 +66,9 @@ COMPILE_ENV_VAR = "SPMAMBA_COMPILE_SCAN"
 # Steps per chunk of the compiled scan (unless the caller sets one): one length whatever the
 # rows, so that compiled code is reused: 2x faster than eager at the published model's sizes.
 COMPILED_CHUNK_SIZE = 32
+# "auto" takes the Triton kernels on GPUs of at least this compute capability (Ampere on; they
+# are tested on Hopper); older GPUs get them only when "triton" is asked for by name.
+TRITON_AUTO_MIN_CAPABILITY = (8, 0)
 _INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-ssm>=2.2)"
 
 _kernel_cache: dict = {}
@@ -189,7 +193,11 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     choice = "torch"
     if device.type == "cuda" and _load_kernel() is not None:
         choice = "cuda"
-    elif device.type == "cuda" and _load_triton() is not None:
+    elif (
+        device.type == "cuda"
+        and _load_triton() is not None
+        and torch.cuda.get_device_capability(device) >= TRITON_AUTO_MIN_CAPABILITY
+    ):
         choice = "triton"
     if (device.type, choice) not in _logged_choices:
         _logged_choices.add((device.type, choice))

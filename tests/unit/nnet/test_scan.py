@@ -172,7 +172,10 @@ def test_auto_takes_triton_without_mamba_ssm_and_triton_needs_cuda(monkeypatch):
     monkeypatch.setattr(scan, "_kernel_cache", {})
     monkeypatch.setattr(scan, "_triton_cache", {})
     monkeypatch.setitem(sys.modules, "mamba_ssm", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     assert resolve_backend("auto", torch.device("cuda")) == "triton"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
     assert resolve_backend("triton", torch.device("cuda")) == "triton"
     with pytest.raises(ValueError, match="needs CUDA tensors"):
         resolve_backend("triton", torch.device("cpu"))
