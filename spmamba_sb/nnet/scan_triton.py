@@ -219,7 +219,14 @@ def _channel_major_like(u: torch.Tensor, dtype=None) -> torch.Tensor:
     return u.new_empty(channels, rows, length, dtype=dtype or u.dtype).transpose(0, 1)
 
 
+def _on_device(t: torch.Tensor):
+    """Make ``t``'s GPU the current one while kernels launch (-1, for the interpreter's CPU
+    tensors, changes nothing)."""
+    return torch.cuda.device(t.device.index if t.is_cuda else -1)
+
+
 def _unit_stride(t):
+    """``t`` itself when its last dimension has unit stride (or it is None), else a contiguous copy."""
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
@@ -240,15 +247,16 @@ class _SelectiveScan(torch.autograd.Function):
             states = u.new_empty(rows, channels, n_chunks, n_state, dtype=torch.float32)
         out = _channel_major_like(u)
         grid = (rows, triton.cdiv(channels, block_d))
-        _scan_forward_kernel[grid](
-            u, delta, A32, B, C, D32, z, bias32, out, states,
-            length, channels,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
-            C.stride(0), C.stride(1), *(z.stride()[:2] if z is not None else (0, 0)), out.stride(0), out.stride(1),
-            N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, CHUNK=chunk, N_CHUNKS=n_chunks,
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=bool(delta_softplus), SAVE_STATES=needs_grad, num_warps=num_warps,
-        )
+        with _on_device(u):
+            _scan_forward_kernel[grid](
+                u, delta, A32, B, C, D32, z, bias32, out, states,
+                length, channels,
+                u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
+                C.stride(0), C.stride(1), *(z.stride()[:2] if z is not None else (0, 0)), out.stride(0), out.stride(1),
+                N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, CHUNK=chunk, N_CHUNKS=n_chunks,
+                HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=bool(delta_softplus), SAVE_STATES=needs_grad, num_warps=num_warps,
+            )
         if needs_grad:
             ctx.save_for_backward(u, delta, A32, B, C, D32, z, bias32, states)
             ctx.param_dtypes = (A.dtype, None if D is None else D.dtype, None if delta_bias is None else delta_bias.dtype)
@@ -264,8 +272,6 @@ class _SelectiveScan(torch.autograd.Function):
         dout = _unit_stride(dout)
         du, ddelta = _channel_major_like(u), _channel_major_like(u, delta.dtype)
         dz = None if z is None else _channel_major_like(u, z.dtype)
-        for name, tensor in (("du", du), ("ddelta", ddelta), ("dz", dz)):
-            assert tensor is None or tensor.stride() == du.stride(), name
         if dout.stride() != du.stride():
             dout = dout.transpose(0, 1).contiguous().transpose(0, 1)
         dB = u.new_zeros(rows, n_state, length, dtype=torch.float32)
@@ -274,16 +280,17 @@ class _SelectiveScan(torch.autograd.Function):
         dD = None if D32 is None else u.new_empty(rows, channels, dtype=torch.float32)
         dbias = None if bias32 is None else u.new_empty(rows, channels, dtype=torch.float32)
         grid = (rows, triton.cdiv(channels, block_d))
-        _scan_backward_kernel[grid](
-            u, delta, A32, B, C, D32, z, bias32, dout, states,
-            du, ddelta, dz, dB, dC, dA, dD, dbias,
-            length, channels,
-            u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
-            C.stride(0), C.stride(1), *(z.stride()[:2] if z is not None else (0, 0)), du.stride(0), du.stride(1),
-            N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, CHUNK=chunk, N_CHUNKS=n_chunks,
-            HAS_D=D32 is not None, HAS_Z=z is not None, HAS_BIAS=bias32 is not None, SOFTPLUS=softplus,
-            num_warps=num_warps,
-        )
+        with _on_device(u):
+            _scan_backward_kernel[grid](
+                u, delta, A32, B, C, D32, z, bias32, dout, states,
+                du, ddelta, dz, dB, dC, dA, dD, dbias,
+                length, channels,
+                u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
+                C.stride(0), C.stride(1), *(z.stride()[:2] if z is not None else (0, 0)), du.stride(0), du.stride(1),
+                N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, CHUNK=chunk, N_CHUNKS=n_chunks,
+                HAS_D=D32 is not None, HAS_Z=z is not None, HAS_BIAS=bias32 is not None, SOFTPLUS=softplus,
+                num_warps=num_warps,
+            )
         A_dtype, D_dtype, bias_dtype = ctx.param_dtypes
         return (
             du,
