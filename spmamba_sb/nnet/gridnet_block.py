@@ -60,8 +60,8 @@ class SequencePath(nn.Module):
         """[B, D, R, S] -> [B, D, R, S].
 
         Without autograd, rows are processed in groups of about ``inference_elements / (S * D * K)``
-        (the sequence layer's ``inference_elements`` for the device; each row is independent, so the output is
-        the same) to bound memory.
+        (the sequence layer's ``inference_elements`` for the device; each row is independent, so
+        the output is the same) to bound memory.
         """
         batch, channels, n_rows, seq_len = x.shape
         y = self.norm(x).transpose(1, 2).reshape(batch * n_rows, channels, seq_len)  # [B*R, D, S]
