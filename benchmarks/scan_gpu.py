@@ -46,9 +46,8 @@ def scan_inputs(rows, length, dtype, requires_grad):
     A = -torch.arange(1, N_STATE + 1, device="cuda", dtype=torch.float32).repeat(CHANNELS, 1)
     skip = torch.randn(CHANNELS, device="cuda", generator=generator)
     bias = torch.randn(CHANNELS, device="cuda", generator=generator) * 0.3 - 2
-    tensors = [u, delta, A.requires_grad_(requires_grad), B, C, skip.requires_grad_(requires_grad), z,
-               bias.requires_grad_(requires_grad)]
-    return tensors
+    return [u, delta, A.requires_grad_(requires_grad), B, C, skip.requires_grad_(requires_grad), z,
+            bias.requires_grad_(requires_grad)]
 
 
 def median_ms(fn, repeats):

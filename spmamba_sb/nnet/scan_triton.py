@@ -269,10 +269,9 @@ class _SelectiveScan(torch.autograd.Function):
         softplus, chunk, block_d, num_warps, n_chunks = ctx.settings
         rows, channels, length = u.shape
         n_state = A32.shape[1]
-        dout = _unit_stride(dout)
         du, ddelta = _channel_major_like(u), _channel_major_like(u, delta.dtype)
         dz = None if z is None else _channel_major_like(u, z.dtype)
-        if dout.stride() != du.stride():
+        if dout.stride() != du.stride():  # the kernel addresses dout with the gradients' strides
             dout = dout.transpose(0, 1).contiguous().transpose(0, 1)
         dB = u.new_zeros(rows, n_state, length, dtype=torch.float32)
         dC = torch.zeros_like(dB)
