@@ -6,7 +6,7 @@ import pytest
 import torch
 
 # The Triton kernels' module imports Triton, which CPU-only PyTorch builds do not bring.
-collect_ignore = [] if importlib.util.find_spec("triton") else ["spmamba_sb/nnet/scan_triton.py"]
+collect_ignore = [] if importlib.util.find_spec("triton") else ["spmamba_sb/nnet/scan_triton.py", "spmamba_sb/nnet/conv_triton.py"]
 
 
 @pytest.fixture(autouse=True)

@@ -139,6 +139,10 @@ class MambaMixer(nn.Module):
         """
         if x.ndim != 3 or x.shape[0] != self.d_model:
             raise ValueError(f"expected input [{self.d_model}, rows, L], got {tuple(x.shape)}")
+        backend = resolve_backend(self.scan_backend, x.device)
+        self.last_scan_backend = backend
+        if backend == "triton":
+            return self._forward_time_major(x, backend)
         _, rows, seq_len = x.shape
         projected = self.in_proj.weight @ x.flatten(1)  # [2*d_inner, rows*L]
         hidden, gate = projected.view(2, self.d_inner, rows, seq_len).unbind(0)  # [d_inner, rows, L]
@@ -153,8 +157,6 @@ class MambaMixer(nn.Module):
         steps = self.x_proj.weight @ hidden.flatten(1)  # [dt_rank + 2*d_state, rows*L]
         dt, B, C = steps.view(-1, rows, seq_len).split([self.dt_rank, self.d_state, self.d_state])
         delta = (self.dt_proj.weight @ dt.flatten(1)).view(self.d_inner, rows, seq_len)  # bias added in the scan
-        backend = resolve_backend(self.scan_backend, x.device)
-        self.last_scan_backend = backend
         y = selective_scan(
             hidden.transpose(0, 1),  # [rows, d_inner, L] views
             delta.transpose(0, 1),
@@ -168,3 +170,38 @@ class MambaMixer(nn.Module):
             backend=backend,
         ).transpose(0, 1)  # [d_inner, rows, L]
         return (self.out_proj.weight @ y.reshape(self.d_inner, -1)).view(self.d_model, rows, seq_len)
+
+    def _forward_time_major(self, x: torch.Tensor, backend: str) -> torch.Tensor:
+        """:meth:`forward` with time-major activations ([rows, L, channels] storage): the
+        layout in which each step of the Triton scan reads and writes contiguous channels.
+        The projections produce it directly (a matrix product takes transposed operands for
+        free); the causal convolution and SiLU are one Triton kernel on it."""
+        from spmamba_sb.nnet.conv_triton import causal_conv_silu  # Triton: imported only for this backend
+
+        _, rows, seq_len = x.shape
+        steps_in = x.flatten(1).t()  # [rows*L, d_model] view
+        hidden = steps_in @ self.in_proj.weight[: self.d_inner].t()  # [rows*L, d_inner]
+        gate = steps_in @ self.in_proj.weight[self.d_inner :].t()
+        hidden = causal_conv_silu(hidden.view(rows, seq_len, self.d_inner), self.conv1d.weight[:, 0], self.conv1d.bias)
+        hidden = hidden.view(rows * seq_len, self.d_inner)
+        steps = hidden @ self.x_proj.weight.t()  # [rows*L, dt_rank + 2*d_state]
+        dt, B, C = steps.split([self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = dt @ self.dt_proj.weight.t()  # [rows*L, d_inner], bias added in the scan
+
+        def channels_view(t):  # [rows*L, X] -> [rows, X, L] view
+            return t.view(rows, seq_len, -1).transpose(1, 2)
+
+        y = selective_scan(
+            channels_view(hidden),
+            channels_view(delta),
+            -torch.exp(self.A_log.float()),
+            channels_view(B),
+            channels_view(C),
+            D=self.D,
+            z=channels_view(gate),
+            delta_bias=self.dt_proj.bias,
+            delta_softplus=True,
+            backend=backend,
+        )  # [rows, d_inner, L], stored [rows, L, d_inner]
+        y = y.transpose(1, 2).reshape(rows * seq_len, self.d_inner)
+        return (self.out_proj.weight @ y.t()).view(self.d_model, rows, seq_len)

@@ -1,52 +1,63 @@
-"""Selective scan of Mamba as Triton kernels (forward and backward), for CUDA tensors.
+"""Selective scan of Mamba as fused-recurrence Triton kernels (forward and backward), for CUDA tensors.
 
-Same recurrence, arguments and layouts as :func:`spmamba_sb.nnet.scan.selective_scan`
-(``u``, ``delta``, ``z``: [R, D, L]; ``A``: [D, N]; ``B``, ``C``: [R, N, L]; only the last
-dimension needs unit stride). One program takes one row and ``block_d`` channels and walks
-the sequence in chunks of ``chunk`` steps. Inside a chunk, each state ``n`` is one
-``tl.associative_scan`` over the [block_d, chunk] tile with the operator
-``(a1, b1) . (a2, b2) = (a1 a2, a2 b1 + b2)`` (so ``h_t = a_t h_{t-1} + b_t``), and the
-state after the chunk carries into the next one. Arithmetic is fp32 whatever the input type.
+Same recurrence, arguments and shapes as :func:`spmamba_sb.nnet.scan.selective_scan`
+(``u``, ``delta``, ``z``: [R, D, L]; ``A``: [D, N]; ``B``, ``C``: [R, N, L]), with any strides:
+the kernels read every tensor through its own row, channel and time strides. They are fastest
+on time-major tensors (channel stride 1, as [R, L, D] storage), where each step's loads and
+stores are contiguous; the mixer hands them that layout.
 
-The backward kernel recomputes the states from the ones saved at chunk starts, so autograd
-keeps only the inputs (no output, no per-step state). Its reverse recurrence for the states'
-gradient is ``g_t = C_t dy_t + a_{t+1} g_{t+1}``; with ``a_t h_{t-1} = h_t - b_t`` the other
-gradients need no shifted states::
+One program owns one row and ``BLOCK_D`` channels and walks the sequence step by step, the
+[BLOCK_D, N] states in registers (fp32 whatever the input type); no scan primitive, no
+stored per-step states. Exponentials are ``exp2(delta * A log2 e)``.
 
-    d delta_t = sum_n g_t (A_n (h_t - b_t) + B_t u_t)      dA_n = sum_t g_t delta_t (h_t - b_t)
-    du_t = D dy_t + sum_n g_t delta_t B_t                  dB_t = sum_d g_t delta_t u_t
-    dC_t = sum_d dy_t h_t                                  with dy = d out * silu(z)
+The backward kernel is two sweeps in one program, deterministic (no atomics):
+
+- a forward sweep recomputes the states ``h`` and, in the same loop, ``dz``, the partial sums
+  of ``dC_t = sum_d dy_t h_t`` over the program's channels, ``dD``, and ``dA`` by forward-mode
+  differentiation: the tangent ``T_t = dh_t / dA = a_t (T_{t-1} + delta_t h_{t-1})`` gives
+  ``dA = sum_t dy_t C_t T_t`` without any subtraction. It writes one scalar per channel and
+  step, ``P_t = sum_n A C_t a_t h_{t-1}`` (fp32), and the states every ``CHECKPOINT`` steps;
+- a reverse sweep runs the state gradient ``g_t = a_{t+1} g_{t+1} + C_t dy_t`` and gets
+  ``d delta_t = u_t sum_n g_t B_t + Q_t`` with ``Q_t = sum_n A g_t a_t h_{t-1}`` from the
+  running sum ``Q_t = Q_{t+1} + dy_t P_t - sum_n A b_t a_{t+1} g_{t+1}`` (``b_t = delta_t B_t
+  u_t``), which is restarted exactly from the saved states at every checkpoint, so rounding
+  cannot build up over long sequences; ``du``, the partial sums of ``dB`` and ``d bias``
+  come in the same loop. ``h_{t-1}`` is never recovered by dividing by ``a_t`` (which
+  underflows for large steps).
+
+Partial sums over channel blocks (``dB``, ``dC``) and rows (``dA``, ``dD``, ``d bias``) are
+added up in PyTorch.
 
 Triton is imported by this module only; :mod:`spmamba_sb.nnet.scan` imports it lazily.
-With ``TRITON_INTERPRET=1`` the kernels run on a CPU (slowly), which the tests use.
+With ``TRITON_INTERPRET=1`` the kernels run on a CPU (slowly), which the tests use; the loops
+over time are ``while`` loops because the interpreter cannot take a runtime bound in ``range``.
 """
+
+import math
 
 import torch
 import triton
 import triton.language as tl
 
-# Elements of one [block_d, chunk] tile and warps per program: the fastest of nine tilings
-# swept on an H100 at the published sizes (rows x channels x L = 501 x 512 x 250 and
-# 257 x 512 x 494, bf16 and fp32), forward and backward alike.
-TILE_ELEMENTS = 1024
-MAX_CHUNK = 256
-NUM_WARPS = 4
-
-
-@triton.jit
-def _combine(a1, b1, a2, b2):
-    """Compose two steps of ``h -> a h + b`` (first ``(a1, b1)``, then ``(a2, b2)``)."""
-    return a1 * a2, a2 * b1 + b2
+BLOCK_D = 64  # channels per program
+NUM_WARPS = 1  # warps per program: reductions over channels stay inside one warp
+CHECKPOINT = 64  # steps between the states the backward pass restarts its running sum from
+LOG2E = math.log2(math.e)
+LN2 = math.log(2.0)
 
 
 @triton.jit
 def _step_sizes(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """``softplus(raw + bias)`` as mamba-ssm computes it (linear above 20), and its slope."""
+    """``softplus(raw + bias)`` (linear above 20, as mamba-ssm) and its slope. ``log1p`` is
+    written as ``log(1 + e) * e / ((1 + e) - 1)``, accurate for small ``e``."""
     if HAS_BIAS:
-        raw = raw + bias[:, None]
+        raw = raw + bias
     if SOFTPLUS:
-        delta = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(raw)), raw)
-        slope = tl.where(raw <= 20.0, tl.sigmoid(raw), 1.0)
+        e = tl.exp(raw)
+        one_plus = 1.0 + e
+        log1p = tl.where(one_plus == 1.0, e, tl.log(one_plus) * (e / (one_plus - 1.0)))
+        delta = tl.where(raw <= 20.0, log1p, raw)
+        slope = tl.where(raw <= 20.0, e / one_plus, 1.0)
     else:
         delta = raw
         slope = tl.full(raw.shape, 1.0, tl.float32)
@@ -54,169 +65,198 @@ def _step_sizes(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
-def _pick(tile, selector):
-    """The entries of a 2-D tile where ``selector`` (broadcast) holds, summed along axis 1."""
-    return tl.sum(tl.where(selector, tile, 0.0), axis=1)
-
-
-@triton.jit
-def _program_channels(D_ptr, bias_ptr, channels, BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """This program's channels [BLOCK_D], their mask, skip weights and step-size biases (zeros
-    where absent)."""
-    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+def _program(A_ptr, D_ptr, bias_ptr, channels, n_blocks, N: tl.constexpr, N_PAD: tl.constexpr,
+             BLOCK_D: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """This program's row (int64), block, channels [BLOCK_D] and their mask, state indices
+    [N_PAD] and their mask, ``A log2 e`` [N_PAD, BLOCK_D] (zeros in padding), skip weights and
+    step-size biases (zeros where absent)."""
+    pid = tl.program_id(0)
+    row = (pid // n_blocks).to(tl.int64)
+    block = pid % n_blocks
+    d = block * BLOCK_D + tl.arange(0, BLOCK_D)
     d_mask = d < channels
+    n = tl.arange(0, N_PAD)
+    n_mask = n < N
+    A2 = tl.load(A_ptr + d[None, :] * N + n[:, None], mask=n_mask[:, None] & d_mask[None, :], other=0.0) * 1.4426950408889634
     skip = tl.zeros([BLOCK_D], tl.float32)
     if HAS_D:
         skip = tl.load(D_ptr + d, mask=d_mask, other=0.0)
     bias = tl.zeros([BLOCK_D], tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d, mask=d_mask, other=0.0)
-    return d, d_mask, skip, bias
+    return row, block, d, d_mask, n, n_mask, A2, skip, bias
+
+
+@triton.jit
+def _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, t, valid, d_mask, n_mask,
+               s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, s_g_r, s_g_d, s_g_t,
+               s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t, HAS_Z: tl.constexpr, HAS_DOUT: tl.constexpr):
+    """Step ``t``'s u, raw step sizes, gate and output gradient [BLOCK_D] (the gate and the
+    gradient are ``u`` where absent) and B, C [N_PAD], in their stored types; zeros where
+    ``valid`` is false (the prefetch past either end)."""
+    m = d_mask & valid
+    u = tl.load(u_ptr + row * s_u_r + d * s_u_d + t * s_u_t, mask=m, other=0.0)
+    raw = tl.load(delta_ptr + row * s_dt_r + d * s_dt_d + t * s_dt_t, mask=m, other=0.0)
+    B_t = tl.load(B_ptr + row * s_B_r + n * s_B_n + t * s_B_t, mask=n_mask & valid, other=0.0)
+    C_t = tl.load(C_ptr + row * s_C_r + n * s_C_n + t * s_C_t, mask=n_mask & valid, other=0.0)
+    z = u
+    if HAS_Z:
+        z = tl.load(z_ptr + row * s_z_r + d * s_z_d + t * s_z_t, mask=m, other=0.0)
+    dout = u
+    if HAS_DOUT:
+        dout = tl.load(dout_ptr + row * s_g_r + d * s_g_d + t * s_g_t, mask=m, other=0.0)
+    return u, raw, z, dout, B_t, C_t
 
 
 @triton.jit
 def _scan_forward_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
-    length, channels,
-    s_u_r, s_u_d, s_dt_r, s_dt_d, s_B_r, s_B_n, s_C_r, s_C_n, s_z_r, s_z_d, s_o_r, s_o_d,
-    N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, N_CHUNKS: tl.constexpr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
+    length, channels, n_blocks,
+    s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, s_o_r, s_o_d, s_o_t,
+    s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t,
+    N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    SAVE_STATES: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    d, d_mask, skip, bias = _program_channels(D_ptr, bias_ptr, channels, BLOCK_D, HAS_D, HAS_BIAS)
-    state_index = tl.arange(0, N_PAD)  # [N_PAD]
-    step = tl.arange(0, CHUNK)  # [CHUNK]
-    carry = tl.zeros([BLOCK_D, N_PAD], tl.float32)  # state before the chunk
-    for chunk in range(N_CHUNKS):
-        t = chunk * CHUNK + step
-        mask = d_mask[:, None] & (t < length)[None, :]  # [BLOCK_D, CHUNK]
-        u = tl.load(u_ptr + row * s_u_r + d[:, None] * s_u_d + t[None, :], mask=mask, other=0.0).to(tl.float32)
-        raw = tl.load(delta_ptr + row * s_dt_r + d[:, None] * s_dt_d + t[None, :], mask=mask, other=0.0).to(tl.float32)
-        delta, _ = _step_sizes(raw, bias, HAS_BIAS, SOFTPLUS)
-        delta = tl.where(mask, delta, 0.0)  # steps past the end keep the state
-        if SAVE_STATES and N_CHUNKS > 1:
-            offsets = ((row * channels + d[:, None]) * N_CHUNKS + chunk) * N + state_index[None, :]
-            tl.store(states_ptr + offsets, carry, mask=d_mask[:, None] & (state_index < N)[None, :])
-        drive = delta * u
-        y = tl.zeros([BLOCK_D, CHUNK], tl.float32)
-        for n in range(N):
-            A_n = tl.load(A_ptr + d * N + n, mask=d_mask, other=0.0)  # [BLOCK_D]
-            B_n = tl.load(B_ptr + row * s_B_r + n * s_B_n + t, mask=t < length, other=0.0).to(tl.float32)
-            C_n = tl.load(C_ptr + row * s_C_r + n * s_C_n + t, mask=t < length, other=0.0).to(tl.float32)
-            decay = tl.exp(delta * A_n[:, None])
-            prod, h = tl.associative_scan((decay, drive * B_n[None, :]), 1, _combine)
-            if N_CHUNKS > 1:  # carry the state across chunks
-                selected = (state_index == n)[None, :]
-                h = h + prod * _pick(carry, selected)[:, None]  # [BLOCK_D, CHUNK]
-                carry = tl.where(selected, _pick(h, (step == CHUNK - 1)[None, :])[:, None], carry)
-            y += h * C_n[None, :]
-        if HAS_D:
-            y += u * skip[:, None]
+    row, block, d, d_mask, n, n_mask, A2, skip, bias = _program(
+        A_ptr, D_ptr, bias_ptr, channels, n_blocks, N, N_PAD, BLOCK_D, HAS_D, HAS_BIAS)
+    o_p = out_ptr + row * s_o_r + d * s_o_d
+    strides = (s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, 0, 0, 0,
+               s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t)
+    h = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, 0, length > 0, d_mask, n_mask,
+                           *strides, HAS_Z, False)
+    t = 0
+    while t < length:
+        u, raw, z, _, B_t, C_t = next_step  # step t; load step t + 1 while it computes
+        next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, t + 1, t + 1 < length,
+                               d_mask, n_mask, *strides, HAS_Z, False)
+        u = u.to(tl.float32)
+        delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
+        h = tl.exp2(delta[None, :] * A2) * h + (delta * u)[None, :] * B_t.to(tl.float32)[:, None]
+        y = tl.sum(h * C_t.to(tl.float32)[:, None], axis=0) + skip * u
         if HAS_Z:
-            z = tl.load(z_ptr + row * s_z_r + d[:, None] * s_z_d + t[None, :], mask=mask, other=0.0).to(tl.float32)
+            z = z.to(tl.float32)
             y = y * z * tl.sigmoid(z)
-        tl.store(out_ptr + row * s_o_r + d[:, None] * s_o_d + t[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(o_p + t * s_o_t, y.to(out_ptr.dtype.element_ty), mask=d_mask)
+        t += 1
 
 
 @triton.jit
 def _scan_backward_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
+    P_ptr, states_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
-    length, channels,
-    s_u_r, s_u_d, s_dt_r, s_dt_d, s_B_r, s_B_n, s_C_r, s_C_n, s_z_r, s_z_d, s_g_r, s_g_d,
-    N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr, N_CHUNKS: tl.constexpr,
+    length, channels, n_blocks, n_checkpoints,
+    s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, s_g_r, s_g_d, s_g_t,
+    s_du_r, s_du_d, s_du_t, s_ddt_r, s_ddt_d, s_ddt_t, s_dz_r, s_dz_d, s_dz_t,
+    s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t,
+    N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CHECKPOINT: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    d, d_mask, skip, bias = _program_channels(D_ptr, bias_ptr, channels, BLOCK_D, HAS_D, HAS_BIAS)
-    state_index = tl.arange(0, N_PAD)
-    state_mask = d_mask[:, None] & (state_index < N)[None, :]
-    step = tl.arange(0, CHUNK)
-    carry = tl.zeros([BLOCK_D, N_PAD], tl.float32)  # state gradient at the next chunk's start
-    dA = tl.zeros([BLOCK_D, N_PAD], tl.float32)
+    row, block, d, d_mask, n, n_mask, A2, skip, bias = _program(
+        A_ptr, D_ptr, bias_ptr, channels, n_blocks, N, N_PAD, BLOCK_D, HAS_D, HAS_BIAS)
+    state_mask = n_mask[:, None] & d_mask[None, :]
+    if HAS_Z:
+        dz_p = dz_ptr + row * s_dz_r + d * s_dz_d
+    P_p = P_ptr + row * length * channels + d  # P: [R, L, D] fp32
+    part_p = (row * n_blocks + block) * length * N + n  # dB, dC partials: [R, n_blocks, L, N] fp32
+    state_p = states_ptr + row * n_checkpoints * channels * N + d[None, :] * N + n[:, None]  # [R, K, D, N]
+    strides = (s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, s_g_r, s_g_d, s_g_t,
+               s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t)
+
+    # Forward sweep: states, tangent, dz, dC partials, dA, dD, P and checkpoints.
+    h = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    tangent = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    dA = tl.zeros([N_PAD, BLOCK_D], tl.float32)
     dD = tl.zeros([BLOCK_D], tl.float32)
-    dbias = tl.zeros([BLOCK_D], tl.float32)
-    for reverse_chunk in range(N_CHUNKS):
-        chunk = N_CHUNKS - 1 - reverse_chunk
-        t = chunk * CHUNK + step
-        t_mask = t < length
-        mask = d_mask[:, None] & t_mask[None, :]
-        next_mask = d_mask[:, None] & (t + 1 < length)[None, :]
-        u = tl.load(u_ptr + row * s_u_r + d[:, None] * s_u_d + t[None, :], mask=mask, other=0.0).to(tl.float32)
-        delta_offsets = delta_ptr + row * s_dt_r + d[:, None] * s_dt_d + t[None, :]
-        delta, slope = _step_sizes(tl.load(delta_offsets, mask=mask, other=0.0).to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
-        delta = tl.where(mask, delta, 0.0)
-        next_delta, _ = _step_sizes(tl.load(delta_offsets + 1, mask=next_mask, other=0.0).to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
-        dout = tl.load(dout_ptr + row * s_g_r + d[:, None] * s_g_d + t[None, :], mask=mask, other=0.0).to(tl.float32)
+    next_step = _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, 0, length > 0, d_mask, n_mask,
+                           *strides, HAS_Z, True)
+    t = 0
+    while t < length:
+        u, raw, z, dout, B_t, C_t = next_step
+        next_step = _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, t + 1, t + 1 < length,
+                               d_mask, n_mask, *strides, HAS_Z, True)
+        u, dout, B_t, C_t = u.to(tl.float32), dout.to(tl.float32), B_t.to(tl.float32), C_t.to(tl.float32)
+        delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
+        a = tl.exp2(delta[None, :] * A2)
+        carried = a * h  # a_t h_{t-1}
+        tangent = a * tangent + delta[None, :] * carried
+        h = carried + (delta * u)[None, :] * B_t[:, None]
         if HAS_Z:
-            z = tl.load(z_ptr + row * s_z_r + d[:, None] * s_z_d + t[None, :], mask=mask, other=0.0).to(tl.float32)
+            z = z.to(tl.float32)
             gate = tl.sigmoid(z)
             dy = dout * z * gate
+            y = tl.sum(h * C_t[:, None], axis=0) + skip * u
+            dz = dout * y * gate * (1.0 + z * (1.0 - gate))
+            tl.store(dz_p + t * s_dz_t, dz.to(dz_ptr.dtype.element_ty), mask=d_mask)
         else:
             dy = dout
-        if N_CHUNKS > 1:
-            start = tl.load(
-                states_ptr + ((row * channels + d[:, None]) * N_CHUNKS + chunk) * N + state_index[None, :],
-                mask=state_mask, other=0.0,
-            )  # [BLOCK_D, N_PAD]
-        drive = delta * u
-        y = tl.zeros([BLOCK_D, CHUNK], tl.float32)
-        du = dy * skip[:, None]
-        ddelta = tl.zeros([BLOCK_D, CHUNK], tl.float32)
-        for n in range(N):
-            A_n = tl.load(A_ptr + d * N + n, mask=d_mask, other=0.0)
-            B_n = tl.load(B_ptr + row * s_B_r + n * s_B_n + t, mask=t_mask, other=0.0).to(tl.float32)
-            C_n = tl.load(C_ptr + row * s_C_r + n * s_C_n + t, mask=t_mask, other=0.0).to(tl.float32)
-            selected = (state_index == n)[None, :]
-            b = drive * B_n[None, :]
-            prod, h = tl.associative_scan((tl.exp(delta * A_n[:, None]), b), 1, _combine)
-            if N_CHUNKS > 1:
-                h = h + prod * _pick(start, selected)[:, None]
-            y += h * C_n[None, :]
-            next_decay = tl.where(next_mask, tl.exp(next_delta * A_n[:, None]), 0.0)
-            prod, g = tl.associative_scan((next_decay, dy * C_n[None, :]), 1, _combine, reverse=True)
-            if N_CHUNKS > 1:
-                g = g + prod * _pick(carry, selected)[:, None]  # [BLOCK_D, CHUNK]
-                carry = tl.where(selected, _pick(g, (step == 0)[None, :])[:, None], carry)
-            tl.atomic_add(dC_ptr + (row * N + n) * length + t, tl.sum(dy * h, axis=0), mask=t_mask)
-            g_delta = g * delta
-            tl.atomic_add(dB_ptr + (row * N + n) * length + t, tl.sum(g_delta * u, axis=0), mask=t_mask)
-            before = h - b  # a_t h_{t-1}
-            ddelta += g * (A_n[:, None] * before + B_n[None, :] * u)
-            du += g_delta * B_n[None, :]
-            dA = tl.where(selected, dA + tl.sum(g_delta * before, axis=1)[:, None], dA)
-        if HAS_D:
-            y += u * skip[:, None]
-            dD += tl.sum(dy * u, axis=1)
-        if HAS_Z:
-            dz = dout * y * gate * (1.0 + z * (1.0 - gate))
-            tl.store(dz_ptr + row * s_g_r + d[:, None] * s_g_d + t[None, :], dz.to(dz_ptr.dtype.element_ty), mask=mask)
-        ddelta = tl.where(mask, ddelta * slope, 0.0)
-        dbias += tl.sum(ddelta, axis=1)
-        tl.store(du_ptr + row * s_g_r + d[:, None] * s_g_d + t[None, :], du.to(du_ptr.dtype.element_ty), mask=mask)
-        tl.store(ddelta_ptr + row * s_g_r + d[:, None] * s_g_d + t[None, :], ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
-    tl.store(dA_ptr + (row * channels + d[:, None]) * N + state_index[None, :], dA, mask=state_mask)
+        dA += (dy[None, :] * C_t[:, None]) * tangent
+        dD += dy * u
+        tl.store(P_p + t * channels, tl.sum(A2 * C_t[:, None] * carried, axis=0), mask=d_mask)
+        tl.store(dC_ptr + part_p + t * N, tl.sum(dy[None, :] * h, axis=1), mask=n_mask)
+        if (t + 1) % CHECKPOINT == 0:
+            if t + 1 < length:
+                tl.store(state_p + ((t + 1) // CHECKPOINT - 1) * channels * N, h, mask=state_mask)
+        t += 1
+    tl.store(dA_ptr + (row * channels + d[None, :]) * N + n[:, None], dA, mask=state_mask)
     if HAS_D:
         tl.store(dD_ptr + row * channels + d, dD, mask=d_mask)
+
+    # Reverse sweep: state gradient, d delta (through Q), du, dB partials, d bias.
+    g = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    a_next = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    Q = tl.zeros([BLOCK_D], tl.float32)  # sum_n A_n g_t a_t h_{t-1}, in units of log2 e
+    dbias = tl.zeros([BLOCK_D], tl.float32)
+    t = length - 1
+    next_step = _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, t, t >= 0, d_mask, n_mask,
+                           *strides, HAS_Z, True)
+    next_P = tl.load(P_p + t * channels, mask=d_mask & (t >= 0), other=0.0)
+    while t >= 0:
+        u, raw, z, dout, B_t, C_t = next_step
+        P = next_P
+        next_step = _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, t - 1, t > 0,
+                               d_mask, n_mask, *strides, HAS_Z, True)
+        next_P = tl.load(P_p + (t - 1) * channels, mask=d_mask & (t > 0), other=0.0)
+        if (t + 1) % CHECKPOINT == 0:
+            if t + 1 < length:  # restart Q exactly from h_t, the state saved after this step
+                saved = tl.load(state_p + ((t + 1) // CHECKPOINT - 1) * channels * N, mask=state_mask, other=0.0)
+                Q = tl.sum(A2 * g * a_next * saved, axis=0)
+        u, dout, B_t, C_t = u.to(tl.float32), dout.to(tl.float32), B_t.to(tl.float32), C_t.to(tl.float32)
+        delta, slope = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
+        if HAS_Z:
+            z = z.to(tl.float32)
+            dy = dout * z * tl.sigmoid(z)
+        else:
+            dy = dout
+        drive = delta * u
+        carried = a_next * g  # a_{t+1} g_{t+1}
+        g = carried + dy[None, :] * C_t[:, None]
+        Q += dy * P - drive * tl.sum(A2 * B_t[:, None] * carried, axis=0)
+        gB = tl.sum(g * B_t[:, None], axis=0)
+        ddelta = (u * gB + Q * 0.6931471805599453) * slope
+        dbias += ddelta
+        du = skip * dy + delta * gB
+        tl.store(du_ptr + row * s_du_r + d * s_du_d + t * s_du_t, du.to(du_ptr.dtype.element_ty), mask=d_mask)
+        tl.store(ddelta_ptr + row * s_ddt_r + d * s_ddt_d + t * s_ddt_t, ddelta.to(ddelta_ptr.dtype.element_ty), mask=d_mask)
+        tl.store(dB_ptr + part_p + t * N, tl.sum(drive[None, :] * g, axis=1), mask=n_mask)
+        a_next = tl.exp2(delta[None, :] * A2)
+        t -= 1
     if HAS_BIAS:
         tl.store(dbias_ptr + row * channels + d, dbias, mask=d_mask)
 
 
-def _tiling(length: int, channels: int, chunk=None, block_d=None):
-    """Steps per chunk and channels per program: a [block_d, chunk] tile of about
-    ``TILE_ELEMENTS`` elements."""
-    if chunk is None:
-        chunk = min(MAX_CHUNK, max(16, triton.next_power_of_2(length)))
-    if block_d is None:
-        block_d = min(max(1, TILE_ELEMENTS // chunk), triton.next_power_of_2(channels))
-    return chunk, block_d
+def _dense_like(t: torch.Tensor, dtype=None) -> torch.Tensor:
+    """An empty tensor shaped like ``t`` whose dimensions are stored in ``t``'s stride order
+    (a time-major view for a time-major ``t``), dense even when ``t`` is a slice."""
+    order = sorted(range(t.ndim), key=lambda i: -t.stride(i))
+    storage = t.new_empty([t.shape[i] for i in order], dtype=dtype or t.dtype)
+    return storage.permute([order.index(i) for i in range(t.ndim)])
 
 
-def _channel_major_like(u: torch.Tensor, dtype=None) -> torch.Tensor:
-    """An empty [R, D, L] tensor stored as [D, R, L] (the layout the mixer reads next)."""
-    rows, channels, length = u.shape
-    return u.new_empty(channels, rows, length, dtype=dtype or u.dtype).transpose(0, 1)
+def _strides(t):
+    """Row, channel (or state) and time strides of a [R, X, L] tensor; zeros for None."""
+    return t.stride() if t is not None else (0, 0, 0)
 
 
 def _on_device(t: torch.Tensor):
@@ -225,110 +265,93 @@ def _on_device(t: torch.Tensor):
     return torch.cuda.device(t.device.index if t.is_cuda else -1)
 
 
-def _unit_stride(t):
-    """``t`` itself when its last dimension has unit stride (or it is None), else a contiguous copy."""
-    return t if t is None or t.stride(-1) == 1 else t.contiguous()
-
-
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, block_d, num_warps):
-        u, delta, B, C, z = (_unit_stride(t) for t in (u, delta, B, C, z))
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps):
         rows, channels, length = u.shape
         n_state = A.shape[1]
-        chunk, block_d = _tiling(length, channels, chunk, block_d)
-        n_chunks = triton.cdiv(length, chunk)
         A32 = A.float().contiguous()
         D32 = None if D is None else D.float().contiguous()
         bias32 = None if delta_bias is None else delta_bias.float().contiguous()
-        needs_grad = any(ctx.needs_input_grad[:8])
-        states = None  # state at each chunk's start, for the backward pass
-        if needs_grad and n_chunks > 1:
-            states = u.new_empty(rows, channels, n_chunks, n_state, dtype=torch.float32)
-        out = _channel_major_like(u)
-        grid = (rows, triton.cdiv(channels, block_d))
+        n_blocks = triton.cdiv(channels, block_d)
+        out = _dense_like(u)
+        meta = dict(N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, HAS_D=D is not None,
+                    HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
         with _on_device(u):
-            _scan_forward_kernel[grid](
-                u, delta, A32, B, C, D32, z, bias32, out, states,
-                length, channels,
-                u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
-                C.stride(0), C.stride(1), *(z.stride()[:2] if z is not None else (0, 0)), out.stride(0), out.stride(1),
-                N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, CHUNK=chunk, N_CHUNKS=n_chunks,
-                HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                SOFTPLUS=bool(delta_softplus), SAVE_STATES=needs_grad, num_warps=num_warps,
+            _scan_forward_kernel[(rows * n_blocks,)](
+                u, delta, A32, B, C, D32, z, bias32, out, length, channels, n_blocks,
+                *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
+                num_warps=num_warps, **meta,
             )
-        if needs_grad:
-            ctx.save_for_backward(u, delta, A32, B, C, D32, z, bias32, states)
+        if any(ctx.needs_input_grad[:8]):
+            ctx.save_for_backward(u, delta, A32, B, C, D32, z, bias32)
             ctx.param_dtypes = (A.dtype, None if D is None else D.dtype, None if delta_bias is None else delta_bias.dtype)
-            ctx.settings = (bool(delta_softplus), chunk, block_d, num_warps, n_chunks)
+            ctx.settings = (meta, n_blocks, num_warps)
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        u, delta, A32, B, C, D32, z, bias32, states = ctx.saved_tensors
-        softplus, chunk, block_d, num_warps, n_chunks = ctx.settings
+        u, delta, A32, B, C, D32, z, bias32 = ctx.saved_tensors
+        meta, n_blocks, num_warps = ctx.settings
         rows, channels, length = u.shape
         n_state = A32.shape[1]
-        du, ddelta = _channel_major_like(u), _channel_major_like(u, delta.dtype)
-        dz = None if z is None else _channel_major_like(u, z.dtype)
-        if dout.stride() != du.stride():  # the kernel addresses dout with the gradients' strides
-            dout = dout.transpose(0, 1).contiguous().transpose(0, 1)
-        dB = u.new_zeros(rows, n_state, length, dtype=torch.float32)
-        dC = torch.zeros_like(dB)
-        dA = u.new_empty(rows, channels, n_state, dtype=torch.float32)
-        dD = None if D32 is None else u.new_empty(rows, channels, dtype=torch.float32)
-        dbias = None if bias32 is None else u.new_empty(rows, channels, dtype=torch.float32)
-        grid = (rows, triton.cdiv(channels, block_d))
+        n_checkpoints = max(1, (length - 1) // CHECKPOINT)
+        f32 = dict(dtype=torch.float32)
+        du, ddelta = _dense_like(u), _dense_like(delta)
+        dz = None if z is None else _dense_like(z)
+        P = u.new_empty(rows, length, channels, **f32)
+        states = u.new_empty(rows, n_checkpoints, channels, n_state, **f32)
+        dB = u.new_empty(rows, n_blocks, length, n_state, **f32)
+        dC = torch.empty_like(dB)
+        dA = u.new_empty(rows, channels, n_state, **f32)
+        dD = None if D32 is None else u.new_empty(rows, channels, **f32)
+        dbias = None if bias32 is None else u.new_empty(rows, channels, **f32)
         with _on_device(u):
-            _scan_backward_kernel[grid](
-                u, delta, A32, B, C, D32, z, bias32, dout, states,
+            _scan_backward_kernel[(rows * n_blocks,)](
+                u, delta, A32, B, C, D32, z, bias32, dout, P, states,
                 du, ddelta, dz, dB, dC, dA, dD, dbias,
-                length, channels,
-                u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
-                C.stride(0), C.stride(1), *(z.stride()[:2] if z is not None else (0, 0)), du.stride(0), du.stride(1),
-                N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, CHUNK=chunk, N_CHUNKS=n_chunks,
-                HAS_D=D32 is not None, HAS_Z=z is not None, HAS_BIAS=bias32 is not None, SOFTPLUS=softplus,
-                num_warps=num_warps,
+                length, channels, n_blocks, n_checkpoints,
+                *u.stride(), *delta.stride(), *_strides(z), *dout.stride(),
+                *du.stride(), *ddelta.stride(), *_strides(dz), *B.stride(), *C.stride(),
+                CHECKPOINT=CHECKPOINT, num_warps=num_warps, **meta,
             )
         A_dtype, D_dtype, bias_dtype = ctx.param_dtypes
         return (
             du,
             ddelta,
             dA.sum(0).to(A_dtype),
-            dB.to(B.dtype),
-            dC.to(C.dtype),
+            dB.sum(1).to(B.dtype).transpose(1, 2),  # [R, N, L]
+            dC.sum(1).to(C.dtype).transpose(1, 2),
             None if dD is None else dD.sum(0).to(D_dtype),
             dz,
             None if dbias is None else dbias.sum(0).to(bias_dtype),
-            None, None, None, None,
+            None, None, None,
         )
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          chunk=None, block_d=None, num_warps=NUM_WARPS):
-    """Selective scan through the Triton kernels; arguments and shapes as
-    :func:`spmamba_sb.nnet.scan.selective_scan`.
+                          block_d=BLOCK_D, num_warps=NUM_WARPS):
+    """Selective scan through the fused-recurrence Triton kernels; arguments and shapes as
+    :func:`spmamba_sb.nnet.scan.selective_scan`, any strides.
 
     Arguments
     ---------
-    chunk : int, optional
-        Steps per chunk (a power of two); None: the sequence length rounded up to a power of
-        two, at most ``MAX_CHUNK``.
-    block_d : int, optional
-        Channels per program (a power of two); None: ``TILE_ELEMENTS // chunk``.
+    block_d : int
+        Channels per program (a power of two).
     num_warps : int
         Warps per program.
 
     Returns
     -------
     torch.Tensor
-        [R, D, L] in the dtype of ``u``, a view of a [D, R, L] tensor.
+        [R, D, L] in the dtype of ``u``, stored in ``u``'s dimension order (time-major for a
+        time-major ``u``).
 
     Example
     -------
-    >>> u, delta, z = torch.randn(3, 2, 4, 10, device="cuda").unbind(0)  # doctest: +SKIP
+    >>> u, delta, z = torch.randn(3, 2, 10, 4, device="cuda").transpose(2, 3).unbind(0)  # doctest: +SKIP
     >>> B, C = torch.randn(2, 2, 3, 10, device="cuda").unbind(0)  # doctest: +SKIP
     >>> selective_scan_triton(u, delta, -torch.rand(4, 3, device="cuda"), B, C).shape  # doctest: +SKIP
     torch.Size([2, 4, 10])
     """
-    return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, block_d, num_warps)
+    return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps)

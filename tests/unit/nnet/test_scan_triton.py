@@ -1,5 +1,6 @@
-"""The Triton scan kernels against the step-by-step reference, run by Triton's interpreter on
-the CPU (the same kernels the GPU compiles; ``tests/gpu`` compares them on a GPU)."""
+"""The Triton kernels (selective scan; causal convolution and SiLU) against step-by-step
+references, run by Triton's interpreter on the CPU (the same kernels the GPU compiles;
+``tests/gpu`` compares them with mamba-ssm on a GPU at the published sizes)."""
 
 import json
 import os
@@ -11,53 +12,106 @@ import pytest
 
 pytest.importorskip("triton")
 
-CHECK = textwrap.dedent(
+SCAN_CHECK = textwrap.dedent(
     """
     import json, sys
     import torch
+    from spmamba_sb.nnet import scan_triton
     from spmamba_sb.nnet.scan import selective_scan_reference
     from spmamba_sb.nnet.scan_triton import selective_scan_triton
 
-    rows, channels, n_state, length, options, full = json.loads(sys.argv[1])
+    rows, channels, n_state, length, full, time_major, large_delta, checkpoint = json.loads(sys.argv[1])
+    scan_triton.CHECKPOINT = checkpoint
     torch.manual_seed(0)
-    def view(*shape):  # [rows, X, L] view of a [X, rows, L] tensor: the mixer's layout
-        return torch.randn(shape[1], shape[0], shape[2]).transpose(0, 1).requires_grad_()
-    u, delta, z = (view(rows, channels, length) for _ in range(3))
-    B, C = view(rows, n_state, length), view(rows, n_state, length)
-    A = (-torch.rand(channels, n_state) * 3).requires_grad_()
-    skip, bias = torch.randn(channels).requires_grad_(), torch.randn(channels).requires_grad_()
+    def view(size, scale=1.0, shift=0.0):  # [rows, size, L] view of time-major or channel-first storage
+        data = torch.randn(rows, size, length) * scale + shift
+        return data.transpose(1, 2).contiguous().transpose(1, 2) if time_major else data
+    u, z = view(channels), view(channels)
+    delta = view(channels, 0.5, -1.0) if full else view(channels).abs() * 0.5
+    if large_delta:  # half the steps decay to exactly 0 (exp(-30 A) underflows)
+        delta = delta + (torch.rand(delta.shape) < 0.5) * 40.0
+    B, C = view(n_state), view(n_state)
+    A = -torch.rand(channels, n_state) * 3 - 0.1
+    skip, bias = torch.randn(channels), torch.randn(channels) * 0.3 - 2
     inputs = [u, delta, A, B, C] + ([skip, z, bias] if full else [None, None, None])
-    ours = selective_scan_triton(*inputs, delta_softplus=full, **options)
-    expected = selective_scan_reference(*inputs, delta_softplus=full)
-    used = [t for t in inputs if t is not None]
+    used = [t.requires_grad_() for t in inputs if t is not None]
+    ours = selective_scan_triton(*inputs, delta_softplus=full, block_d=8)
+    expected = selective_scan_reference(*[None if t is None else t.double() for t in inputs], delta_softplus=full)
     grad = torch.randn(expected.shape)
+    ours_grads = torch.autograd.grad(ours, used, grad)
+    again = torch.autograd.grad(selective_scan_triton(*inputs, delta_softplus=full, block_d=8), used, grad)
     with torch.no_grad():
-        untracked = selective_scan_triton(*inputs, delta_softplus=full, **options)
-    errors = {"out": ours, "no_grad": untracked}
-    errors = {k: ((v - expected).abs().max() / expected.abs().max()).item() for k, v in errors.items()}
-    for name, a, b in zip("u delta A B C D z bias".split(),
-                          torch.autograd.grad(ours, used, grad), torch.autograd.grad(expected, used, grad)):
-        errors[name] = ((a - b).abs().max() / b.abs().max()).item()
-    errors["channel_major"] = ours.transpose(0, 1).is_contiguous()
+        untracked = selective_scan_triton(*inputs, delta_softplus=full, block_d=8)
+    def error(a, b):
+        return ((a.double() - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+    errors = {"out": error(ours, expected), "no_grad": error(untracked, expected)}
+    names = [n for n, t in zip("u delta A B C D z bias".split(), inputs) if t is not None]
+    for name, a, b in zip(names, ours_grads, torch.autograd.grad(expected, used, grad.double())):
+        errors[name] = error(a, b)
+    report = {"errors": errors, "deterministic": all(torch.equal(a, b) for a, b in zip(ours_grads, again)),
+              "same_layout": ours.stride() == u.stride() if time_major else ours.is_contiguous()}
+    print(json.dumps(report))
+    """
+)
+
+CONV_CHECK = textwrap.dedent(
+    """
+    import json
+    import torch
+    import torch.nn.functional as F
+    from spmamba_sb.nnet import conv_triton
+    from spmamba_sb.nnet.conv_triton import causal_conv_silu
+    from spmamba_sb.nnet.mixer import MambaMixer
+
+    conv_triton.BLOCK_T, conv_triton.BLOCK_D = 8, 16  # several time and channel blocks, partial ones
+    torch.manual_seed(0)
+    errors = {}
+    for rows, length, channels, taps in [(2, 19, 20, 4), (1, 2, 5, 4), (3, 9, 16, 2)]:
+        x = torch.randn(rows, length, channels, requires_grad=True)
+        weight, bias = torch.randn(channels, taps, requires_grad=True), torch.randn(channels, requires_grad=True)
+        ours = causal_conv_silu(x, weight, bias)
+        conv = F.conv1d(x.transpose(1, 2), weight[:, None], bias, padding=taps - 1, groups=channels)
+        expected = F.silu(conv[..., :length]).transpose(1, 2)
+        grad = torch.randn(expected.shape)
+        pairs = zip(["out", "x", "weight", "bias"],
+                    [ours, *torch.autograd.grad(ours, (x, weight, bias), grad)],
+                    [expected, *torch.autograd.grad(expected, (x, weight, bias), grad)])
+        for name, a, b in pairs:
+            errors[f"{rows}x{length}x{channels}x{taps} {name}"] = ((a - b).abs().max() / b.abs().max()).item()
+    # the mixer's time-major flow (projections, this convolution) against its channel-major flow
+    mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
+    x = torch.randn(8, 3, 17)
+    errors["mixer time-major"] = ((mixer._forward_time_major(x, "torch") - mixer(x)).abs().max()).item()
     print(json.dumps(errors))
     """
 )
 
 
+def _run(script, argument=""):
+    environment = dict(os.environ, TRITON_INTERPRET="1")
+    result = subprocess.run([sys.executable, "-c", script, argument], env=environment, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize(
-    "rows,channels,n_state,length,options,full",
+    "rows,channels,n_state,length,full,time_major,large_delta,checkpoint",
     [
-        (3, 12, 5, 37, {"chunk": 16, "block_d": 8}, True),  # 3 chunks, a partial channel block, N padded
-        (2, 8, 4, 20, {}, False),  # one chunk; no skip, gate, bias or softplus
+        (3, 12, 5, 37, True, True, False, 64),  # a partial channel block, N padded to 8
+        (2, 9, 1, 1, True, False, False, 64),  # one step, one state, channel-first storage
+        (2, 10, 16, 150, True, True, True, 32),  # decays that underflow to 0; four checkpoints
+        (2, 8, 4, 20, False, False, False, 4),  # no skip, gate, bias or softplus; four checkpoints
+        (1, 4, 4, 2048, True, True, False, 64),  # a long sequence: 31 checkpoints
     ],
 )
-def test_triton_scan_matches_reference_in_the_interpreter(rows, channels, n_state, length, options, full):
-    environment = dict(os.environ, TRITON_INTERPRET="1")
-    result = subprocess.run(
-        [sys.executable, "-c", CHECK, json.dumps([rows, channels, n_state, length, options, full])],
-        env=environment, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    errors = json.loads(result.stdout.strip().splitlines()[-1])
-    assert errors.pop("channel_major") is True
+def test_triton_scan_matches_reference_in_the_interpreter(rows, channels, n_state, length, full, time_major,
+                                                          large_delta, checkpoint):
+    report = _run(SCAN_CHECK, json.dumps([rows, channels, n_state, length, full, time_major, large_delta, checkpoint]))
+    assert report["deterministic"] and report["same_layout"], report
+    assert all(error < 1e-4 for error in report["errors"].values()), report["errors"]
+
+
+def test_triton_causal_conv_silu_matches_conv1d_in_the_interpreter():
+    errors = _run(CONV_CHECK)
     assert all(error < 1e-5 for error in errors.values()), errors

@@ -1,0 +1,87 @@
+"""Where a training step's GPU time goes: CUDA kernel time by group, under the torch profiler.
+
+The published 16 kHz SPMamba, one training step (forward, backward, Adam) at batch 1 x 4 s,
+bf16 autocast, for each scan backend asked for; mean of ``--steps`` profiled steps after two
+warm-up steps. Kernels are grouped by name (the scan, matrix products, the causal convolution,
+element-wise work, copies, norms and reductions, other). Prints one JSON object per backend
+and a table.
+
+    python benchmarks/profile_step.py [--backends cuda triton] [--steps 3]
+"""
+
+import argparse
+import json
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from spmamba_sb import SPMamba
+
+GROUPS = [  # first match wins; names are lower-cased kernel names
+    ("selective scan", ("selective_scan", "_scan_forward", "_scan_backward")),
+    ("causal conv", ("conv_depthwise", "_conv_silu", "conv2d", "convolution")),
+    ("matrix products", ("gemm", "gemv", "cutlass", "sm90_xmma", "nvjet", "matmul", "dot_kernel")),
+    ("copies and layout", ("copy", "cat", "flip", "transpose", "memcpy", "fill")),
+    ("norms and reductions", ("norm", "reduce", "softmax", "sum")),
+    ("element-wise", ("elementwise", "vectorized", "unrolled", "pointwise", "triton_")),
+]
+
+
+def group(name):
+    lowered = name.lower()
+    for label, keys in GROUPS:
+        if any(key in lowered for key in keys):
+            return label
+    return "other"
+
+
+def step(model, optimizer):
+    mix = torch.randn(1, 64000, device="cuda")
+    target = torch.randn(1, 2, 64000, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = (model(mix) - target).pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["cuda", "triton"])
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    tables = {}
+    for backend in args.backends:
+        torch.manual_seed(0)
+        model = SPMamba(scan_backend=backend).cuda()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            step(model, optimizer)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            for _ in range(args.steps):
+                step(model, optimizer)
+            torch.cuda.synchronize()
+        totals, kernels = defaultdict(float), defaultdict(float)
+        for event in profiler.key_averages():
+            ms = event.device_time_total / 1e3 / args.steps
+            if ms > 0 and event.device_type == torch.autograd.DeviceType.CUDA:
+                totals[group(event.key)] += ms
+                kernels[event.key[:70]] += ms
+        record = {"backend": backend, "total_ms": round(sum(totals.values()), 1),
+                  "groups_ms": {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])},
+                  "top_kernels_ms": {k: round(v, 2) for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:12]}}
+        print(json.dumps(record), flush=True)
+        tables[backend] = record
+        del model, optimizer
+        torch.cuda.empty_cache()
+    labels = [label for label, _ in GROUPS] + ["other"]
+    print(f"{'group':22}" + "".join(f"{b:>10}" for b in tables))
+    for label in labels + ["total"]:
+        values = [t["total_ms"] if label == "total" else t["groups_ms"].get(label, 0.0) for t in tables.values()]
+        print(f"{label:22}" + "".join(f"{v:10.1f}" for v in values))
+
+
+if __name__ == "__main__":
+    main()

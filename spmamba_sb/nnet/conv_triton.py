@@ -1,0 +1,141 @@
+"""Mamba's causal depthwise convolution and SiLU, fused, as Triton kernels (forward and backward).
+
+``out[r, t, d] = silu(bias[d] + sum_k weight[d, k] x[r, t - K + 1 + k, d])`` with zeros before
+the start, on time-major tensors ([R, L, D], channels contiguous): the layout the mixer keeps
+for the Triton scan. One program takes ``BLOCK_T`` steps x ``BLOCK_D`` channels of one row.
+The backward recomputes the pre-activations it needs (no saved output) and writes the weight
+and bias gradients as per-program partial sums that PyTorch adds up (deterministic).
+
+Triton is imported by this module only; with ``TRITON_INTERPRET=1`` the kernels run on a CPU.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_T = 32
+BLOCK_D = 128
+
+
+@triton.jit
+def _tile(pid_rt, pid_d, length, channels, n_time_blocks, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's row (int64), steps [BLOCK_T] and channels [BLOCK_D] with their masks."""
+    row = (pid_rt // n_time_blocks).to(tl.int64)
+    t = (pid_rt % n_time_blocks) * BLOCK_T + tl.arange(0, BLOCK_T)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    return row, t, d, t < length, d < channels
+
+
+@triton.jit
+def _pre_activation(x_ptr, w_ptr, b_ptr, row, t, d, d_mask, length, s_x_r, s_x_t, K: tl.constexpr):
+    """``bias + sum_k w_k x[t - K + 1 + k]`` for steps ``t`` [BLOCK_T] (zeros past the end)."""
+    acc = tl.zeros([t.shape[0], d.shape[0]], tl.float32) + tl.load(b_ptr + d, mask=d_mask, other=0.0)[None, :]
+    for k in tl.static_range(K):
+        source = t - (K - 1) + k
+        mask = ((source >= 0) & (source < length))[:, None] & d_mask[None, :]
+        x = tl.load(x_ptr + row * s_x_r + source[:, None] * s_x_t + d[None, :], mask=mask, other=0.0)
+        acc += tl.load(w_ptr + d * K + k, mask=d_mask, other=0.0)[None, :] * x.to(tl.float32)
+    return acc
+
+
+@triton.jit
+def _conv_silu_forward_kernel(x_ptr, w_ptr, b_ptr, out_ptr, length, channels, n_time_blocks, s_x_r, s_x_t,
+                              K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    row, t, d, t_mask, d_mask = _tile(tl.program_id(0), tl.program_id(1), length, channels, n_time_blocks,
+                                      BLOCK_T, BLOCK_D)
+    pre = _pre_activation(x_ptr, w_ptr, b_ptr, row, t, d, d_mask, length, s_x_r, s_x_t, K)
+    out = pre * tl.sigmoid(pre)
+    offsets = (row * length + t[:, None]) * channels + d[None, :]
+    tl.store(out_ptr + offsets, out.to(out_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
+
+
+@triton.jit
+def _conv_silu_backward_kernel(x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_ptr, db_ptr,
+                               length, channels, n_time_blocks, s_x_r, s_x_t, s_g_r, s_g_t, s_g_d,
+                               K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    pid_rt, pid_d = tl.program_id(0), tl.program_id(1)
+    row, t, d, t_mask, d_mask = _tile(pid_rt, pid_d, length, channels, n_time_blocks, BLOCK_T, BLOCK_D)
+    dx = tl.zeros([BLOCK_T, BLOCK_D], tl.float32)
+    for j in tl.static_range(K):  # x[t] feeds the outputs t + j through weight K - 1 - j
+        target = t + j
+        target_mask = (target < length)[:, None] & d_mask[None, :]
+        pre = _pre_activation(x_ptr, w_ptr, b_ptr, row, target, d, d_mask, length, s_x_r, s_x_t, K)
+        gate = tl.sigmoid(pre)
+        dout = tl.load(dout_ptr + row * s_g_r + target[:, None] * s_g_t + d[None, :] * s_g_d, mask=target_mask,
+                       other=0.0).to(tl.float32)
+        dpre = tl.where(target_mask, dout * gate * (1.0 + pre * (1.0 - gate)), 0.0)
+        dx += tl.load(w_ptr + d * K + (K - 1 - j), mask=d_mask, other=0.0)[None, :] * dpre
+        if j == 0:  # this tile's outputs: weight and bias partial sums
+            tl.store(db_ptr + pid_rt * channels + d, tl.sum(dpre, axis=0), mask=d_mask)
+            for k in tl.static_range(K):
+                source = t - (K - 1) + k
+                mask = ((source >= 0) & (source < length))[:, None] & d_mask[None, :]
+                x = tl.load(x_ptr + row * s_x_r + source[:, None] * s_x_t + d[None, :], mask=mask, other=0.0)
+                tl.store(dw_ptr + (pid_rt * K + k) * channels + d, tl.sum(dpre * x.to(tl.float32), axis=0),
+                         mask=d_mask)
+    offsets = (row * length + t[:, None]) * channels + d[None, :]
+    tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
+
+
+def _grid(rows, length, channels):
+    n_time_blocks = triton.cdiv(length, BLOCK_T)
+    return (rows * n_time_blocks, triton.cdiv(channels, BLOCK_D)), n_time_blocks
+
+
+class _CausalConvSiLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        rows, length, channels = x.shape
+        w32, b32 = weight.float().contiguous(), bias.float().contiguous()
+        out = x.new_empty(rows, length, channels)
+        grid, n_time_blocks = _grid(rows, length, channels)
+        with torch.cuda.device(x.device.index if x.is_cuda else -1):
+            _conv_silu_forward_kernel[grid](x, w32, b32, out, length, channels, n_time_blocks, x.stride(0), x.stride(1),
+                                            K=weight.shape[1], BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
+        ctx.save_for_backward(x, w32, b32)
+        ctx.dtypes = (weight.dtype, bias.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, w32, b32 = ctx.saved_tensors
+        rows, length, channels = x.shape
+        kernel_size = w32.shape[1]
+        grid, n_time_blocks = _grid(rows, length, channels)
+        dx = x.new_empty(rows, length, channels)
+        dw = x.new_empty(grid[0], kernel_size, channels, dtype=torch.float32)
+        db = x.new_empty(grid[0], channels, dtype=torch.float32)
+        with torch.cuda.device(x.device.index if x.is_cuda else -1):
+            _conv_silu_backward_kernel[grid](x, w32, b32, dout, dx, dw, db, length, channels, n_time_blocks,
+                                             x.stride(0), x.stride(1), *dout.stride(),
+                                             K=kernel_size, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
+        weight_dtype, bias_dtype = ctx.dtypes
+        return dx, dw.sum(0).t().to(weight_dtype), db.sum(0).to(bias_dtype)
+
+
+def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """SiLU of the causal depthwise convolution of time-major ``x`` along time.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        [R, L, D], channels contiguous (``x.stride(2) == 1``).
+    weight : torch.Tensor
+        [D, K], tap ``K - 1`` on the current step.
+    bias : torch.Tensor
+        [D].
+
+    Returns
+    -------
+    torch.Tensor
+        [R, L, D] contiguous, in the dtype of ``x``.
+
+    Example
+    -------
+    >>> x = torch.randn(2, 10, 8, device="cuda")  # doctest: +SKIP
+    >>> causal_conv_silu(x, torch.randn(8, 4, device="cuda"), torch.zeros(8, device="cuda")).shape  # doctest: +SKIP
+    torch.Size([2, 10, 8])
+    """
+    if x.stride(2) != 1:
+        raise ValueError(f"causal_conv_silu needs unit channel stride, got strides {x.stride()}")
+    return _CausalConvSiLU.apply(x, weight, bias)
