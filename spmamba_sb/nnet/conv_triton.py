@@ -6,12 +6,14 @@ for the Triton scan. One program takes ``BLOCK_T`` steps x ``BLOCK_D`` channels 
 The backward recomputes the pre-activations it needs (no saved output) and writes the weight
 and bias gradients as per-program partial sums that PyTorch adds up (deterministic).
 
-Triton is imported by this module only; with ``TRITON_INTERPRET=1`` the kernels run on a CPU.
+Imported only with the Triton backend; with ``TRITON_INTERPRET=1`` the kernels run on a CPU.
 """
 
 import torch
 import triton
 import triton.language as tl
+
+from spmamba_sb.nnet.scan_triton import _on_device
 
 BLOCK_T = 32
 BLOCK_D = 128
@@ -89,7 +91,7 @@ class _CausalConvSiLU(torch.autograd.Function):
         w32, b32 = weight.float().contiguous(), bias.float().contiguous()
         out = x.new_empty(rows, length, channels)
         grid, n_time_blocks = _grid(rows, length, channels)
-        with torch.cuda.device(x.device.index if x.is_cuda else -1):
+        with _on_device(x):
             _conv_silu_forward_kernel[grid](x, w32, b32, out, length, channels, n_time_blocks, x.stride(0), x.stride(1),
                                             K=weight.shape[1], BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
         ctx.save_for_backward(x, w32, b32)
@@ -105,7 +107,7 @@ class _CausalConvSiLU(torch.autograd.Function):
         dx = x.new_empty(rows, length, channels)
         dw = x.new_empty(grid[0], kernel_size, channels, dtype=torch.float32)
         db = x.new_empty(grid[0], channels, dtype=torch.float32)
-        with torch.cuda.device(x.device.index if x.is_cuda else -1):
+        with _on_device(x):
             _conv_silu_backward_kernel[grid](x, w32, b32, dout, dx, dw, db, length, channels, n_time_blocks,
                                              x.stride(0), x.stride(1), *dout.stride(),
                                              K=kernel_size, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)

@@ -28,12 +28,10 @@ The backward kernel is two sweeps in one program, deterministic (no atomics):
 Partial sums over channel blocks (``dB``, ``dC``) and rows (``dA``, ``dD``, ``d bias``) are
 added up in PyTorch.
 
-Triton is imported by this module only; :mod:`spmamba_sb.nnet.scan` imports it lazily.
+Triton is imported only here and in :mod:`~spmamba_sb.nnet.conv_triton`; :mod:`spmamba_sb.nnet.scan` imports it lazily.
 With ``TRITON_INTERPRET=1`` the kernels run on a CPU (slowly), which the tests use; the loops
 over time are ``while`` loops because the interpreter cannot take a runtime bound in ``range``.
 """
-
-import math
 
 import torch
 import triton
@@ -42,8 +40,6 @@ import triton.language as tl
 BLOCK_D = 64  # channels per program
 NUM_WARPS = 1  # warps per program: reductions over channels stay inside one warp
 CHECKPOINT = 64  # steps between the states the backward pass restarts its running sum from
-LOG2E = math.log2(math.e)
-LN2 = math.log(2.0)
 
 
 @triton.jit
