@@ -5,8 +5,9 @@ import importlib.util
 import pytest
 import torch
 
-# The Triton kernels' module imports Triton, which CPU-only PyTorch builds do not bring.
-collect_ignore = [] if importlib.util.find_spec("triton") else ["spmamba_sb/nnet/scan_triton.py", "spmamba_sb/nnet/conv_triton.py"]
+# The Triton kernels' modules import Triton, which CPU-only PyTorch builds do not bring.
+TRITON_MODULES = ["spmamba_sb/nnet/scan_triton.py", "spmamba_sb/nnet/conv_triton.py", "spmamba_sb/nnet/mixer_triton.py"]
+collect_ignore = [] if importlib.util.find_spec("triton") else TRITON_MODULES
 
 
 @pytest.fixture(autouse=True)

@@ -18,12 +18,15 @@ import time
 import torch
 
 from spmamba_sb import SPMamba, TFGridNet
+from spmamba_sb.nnet.bmamba import BMamba
 
 SAMPLE_RATE = 16000
 MODELS = {
     "spmamba-cuda": lambda: SPMamba(scan_backend="cuda"),
     "spmamba-triton": lambda: SPMamba(scan_backend="triton"),
     "spmamba-torch": lambda: SPMamba(scan_backend="torch"),
+    # the whole model through torch.compile (the Triton scan and mixer are PyTorch operators)
+    "spmamba-triton-compile": lambda: torch.compile(SPMamba(scan_backend="triton"), dynamic=False),
     "tfgridnet": lambda: TFGridNet(lstm_hidden_dim=256),
     # the same with activation checkpointing of every block (training memory)
     "spmamba-cuda-ckpt": lambda: SPMamba(scan_backend="cuda", checkpoint_blocks=True),
@@ -33,11 +36,13 @@ MODELS = {
 }
 
 
-def timed(fn, repeats, slow_seconds=10.0):
-    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up, the number of timed
-    runs, and peak GiB. A first run longer than ``slow_seconds`` is itself the measurement
-    (one run): start-up costs are negligible against it, and repeating minutes-long runs
-    would not fit the machine's time limit."""
+def timed(fn, repeats, slow_seconds=10.0, warmups=1):
+    """Median seconds of ``fn`` over ``repeats`` runs after ``warmups`` untimed ones, the
+    number of timed runs, and peak GiB. A last warm-up longer than ``slow_seconds`` is itself
+    the measurement (one run): start-up costs are negligible against it, and repeating
+    minutes-long runs would not fit the machine's time limit."""
+    for _ in range(warmups - 1):  # a compiled model compiles here
+        fn()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -79,12 +84,15 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
     model = MODELS[name]().cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     emit({"model": name, "params": sum(p.numel() for p in model.parameters())})
-    train_step(model, optimizer, 1, 1.0, "fp32")  # start-up (library loading, kernel builds), not timed
-    for precision in ("fp32", "bf16"):
+    compiled = name.endswith("-compile")
+    if not compiled:  # a compiled model compiles once per shape and precision, in its warm-ups
+        train_step(model, optimizer, 1, 1.0, "fp32")  # start-up (library loading, kernel builds), not timed
+    for precision in ("bf16", "fp32") if compiled else ("fp32", "bf16"):
         for batch in batches:
             entry = {"model": name, "work": "train", "precision": precision, "batch": batch, "seconds": train_seconds}
             try:
-                step, runs, peak = timed(lambda: train_step(model, optimizer, batch, train_seconds, precision), repeats)
+                step, runs, peak = timed(lambda: train_step(model, optimizer, batch, train_seconds, precision), repeats,
+                                         warmups=2 if compiled else 1)
                 entry.update(step_ms=round(step * 1e3, 1), runs=runs, peak_gib=round(peak, 2),
                              audio_s_per_s=round(batch * train_seconds / step, 2))
             except torch.OutOfMemoryError:
@@ -112,9 +120,13 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 4], help="training batch sizes (none: no training)")
     parser.add_argument("--train-seconds", type=float, default=4.0)
-    parser.add_argument("--infer-seconds", nargs="+", type=float, default=[1, 4, 16, 60, 300])
+    parser.add_argument("--infer-seconds", nargs="*", type=float, default=[1, 4, 16, 60, 300])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inference-elements", type=int, default=None,
+                        help="input elements per row group of SPMamba's inference on CUDA (BMamba.inference_elements)")
     args = parser.parse_args()
+    if args.inference_elements:
+        BMamba.inference_elements = dict(BMamba.inference_elements, cuda=args.inference_elements)
     emit({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "command": " ".join(sys.argv)})
     for name in args.models:
         measure(name, args.batches, args.train_seconds, args.infer_seconds, args.repeats)

@@ -23,7 +23,8 @@ def as_multichannel(mix: torch.Tensor, min_length: int = 1) -> torch.Tensor:
     Raises
     ------
     ValueError
-        On a wrong rank, too few samples or non-finite samples.
+        On a wrong rank, too few samples or non-finite samples (a data-dependent check, made
+        in eager mode only: under ``torch.compile`` it would split the graph).
 
     Example
     -------
@@ -45,7 +46,7 @@ def as_multichannel(mix: torch.Tensor, min_length: int = 1) -> torch.Tensor:
         raise ValueError(
             f"input has {mix.shape[-1]} samples, shorter than one STFT frame ({min_length} samples)"
         )
-    if not torch.isfinite(mix).all():
+    if not torch.compiler.is_compiling() and not torch.isfinite(mix).all():  # data-dependent: eager only
         raise ValueError("input contains NaN or Inf samples")
     return mix
 

@@ -84,48 +84,17 @@ def _grid(rows, length, channels):
     return (rows * n_time_blocks, triton.cdiv(channels, BLOCK_D)), n_time_blocks
 
 
-class _CausalConvSiLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        rows, length, channels = x.shape
-        w32, b32 = weight.float().contiguous(), bias.float().contiguous()
-        out = x.new_empty(rows, length, channels)
-        grid, n_time_blocks = _grid(rows, length, channels)
-        with _on_device(x):
-            _conv_silu_forward_kernel[grid](x, w32, b32, out, length, channels, n_time_blocks, x.stride(0), x.stride(1),
-                                            K=weight.shape[1], BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
-        ctx.save_for_backward(x, w32, b32)
-        ctx.dtypes = (weight.dtype, bias.dtype)
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
-        x, w32, b32 = ctx.saved_tensors
-        rows, length, channels = x.shape
-        kernel_size = w32.shape[1]
-        grid, n_time_blocks = _grid(rows, length, channels)
-        dx = x.new_empty(rows, length, channels)
-        dw = x.new_empty(grid[0], kernel_size, channels, dtype=torch.float32)
-        db = x.new_empty(grid[0], channels, dtype=torch.float32)
-        with _on_device(x):
-            _conv_silu_backward_kernel[grid](x, w32, b32, dout, dx, dw, db, length, channels, n_time_blocks,
-                                             x.stride(0), x.stride(1), *dout.stride(),
-                                             K=kernel_size, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
-        weight_dtype, bias_dtype = ctx.dtypes
-        return dx, dw.sum(0).t().to(weight_dtype), db.sum(0).to(bias_dtype)
-
-
-def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def conv_silu_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """SiLU of the causal depthwise convolution of time-major ``x`` along time.
 
     Arguments
     ---------
     x : torch.Tensor
-        [R, L, D], channels contiguous (``x.stride(2) == 1``).
+        [R, L, D], channels contiguous (``x.stride(2) == 1``; other strides free).
     weight : torch.Tensor
-        [D, K], tap ``K - 1`` on the current step.
+        [D, K] fp32 contiguous, tap ``K - 1`` on the current step.
     bias : torch.Tensor
-        [D].
+        [D] fp32.
 
     Returns
     -------
@@ -135,9 +104,43 @@ def causal_conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     Example
     -------
     >>> x = torch.randn(2, 10, 8, device="cuda")  # doctest: +SKIP
-    >>> causal_conv_silu(x, torch.randn(8, 4, device="cuda"), torch.zeros(8, device="cuda")).shape  # doctest: +SKIP
+    >>> conv_silu_forward(x, torch.randn(8, 4, device="cuda"), torch.zeros(8, device="cuda")).shape  # doctest: +SKIP
     torch.Size([2, 10, 8])
     """
     if x.stride(2) != 1:
-        raise ValueError(f"causal_conv_silu needs unit channel stride, got strides {x.stride()}")
-    return _CausalConvSiLU.apply(x, weight, bias)
+        raise ValueError(f"the causal convolution needs unit channel stride, got strides {x.stride()}")
+    rows, length, channels = x.shape
+    out = x.new_empty(rows, length, channels)
+    grid, n_time_blocks = _grid(rows, length, channels)
+    with _on_device(x):
+        _conv_silu_forward_kernel[grid](x, weight, bias, out, length, channels, n_time_blocks, x.stride(0), x.stride(1),
+                                        K=weight.shape[1], BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
+    return out
+
+
+def conv_silu_backward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dout: torch.Tensor):
+    """Gradients of :func:`conv_silu_forward` (recomputing its pre-activations).
+
+    Arguments
+    ---------
+    x, weight, bias : torch.Tensor
+        As for :func:`conv_silu_forward`.
+    dout : torch.Tensor
+        [R, L, D], any strides.
+
+    Returns
+    -------
+    tuple
+        ``dx`` [R, L, D] contiguous in ``x``'s dtype, ``dweight`` [D, K] and ``dbias`` [D] in fp32.
+    """
+    rows, length, channels = x.shape
+    kernel_size = weight.shape[1]
+    grid, n_time_blocks = _grid(rows, length, channels)
+    dx = x.new_empty(rows, length, channels)
+    dw = x.new_empty(grid[0], kernel_size, channels, dtype=torch.float32)
+    db = x.new_empty(grid[0], channels, dtype=torch.float32)
+    with _on_device(x):
+        _conv_silu_backward_kernel[grid](x, weight, bias, dout, dx, dw, db, length, channels, n_time_blocks,
+                                         x.stride(0), x.stride(1), *dout.stride(),
+                                         K=kernel_size, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
+    return dx, dw.sum(0).t().contiguous(), db.sum(0)

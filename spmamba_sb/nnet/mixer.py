@@ -141,8 +141,12 @@ class MambaMixer(nn.Module):
             raise ValueError(f"expected input [{self.d_model}, rows, L], got {tuple(x.shape)}")
         backend = resolve_backend(self.scan_backend, x.device)
         self.last_scan_backend = backend
-        if backend == "triton":
-            return self._forward_time_major(x, backend)
+        if backend == "triton":  # the whole layer as one operator on time-major activations
+            from spmamba_sb.nnet.mixer_triton import mamba_mixer  # Triton: imported only for this backend
+
+            return mamba_mixer(x, self.in_proj.weight, self.conv1d.weight[:, 0], self.conv1d.bias, self.x_proj.weight,
+                               self.dt_proj.weight, self.dt_proj.bias, -torch.exp(self.A_log.float()), self.D,
+                               self.out_proj.weight)
         _, rows, seq_len = x.shape
         projected = self.in_proj.weight @ x.flatten(1)  # [2*d_inner, rows*L]
         hidden, gate = projected.view(2, self.d_inner, rows, seq_len).unbind(0)  # [d_inner, rows, L]
@@ -170,38 +174,3 @@ class MambaMixer(nn.Module):
             backend=backend,
         ).transpose(0, 1)  # [d_inner, rows, L]
         return (self.out_proj.weight @ y.reshape(self.d_inner, -1)).view(self.d_model, rows, seq_len)
-
-    def _forward_time_major(self, x: torch.Tensor, backend: str) -> torch.Tensor:
-        """:meth:`forward` with time-major activations ([rows, L, channels] storage): the
-        layout in which each step of the Triton scan reads and writes contiguous channels.
-        The projections produce it directly (a matrix product takes transposed operands for
-        free); the causal convolution and SiLU are one Triton kernel on it."""
-        from spmamba_sb.nnet.conv_triton import causal_conv_silu  # Triton: imported only for this backend
-
-        _, rows, seq_len = x.shape
-        steps_in = x.flatten(1).t()  # [rows*L, d_model] view
-        hidden = steps_in @ self.in_proj.weight[: self.d_inner].t()  # [rows*L, d_inner]
-        gate = steps_in @ self.in_proj.weight[self.d_inner :].t()
-        hidden = causal_conv_silu(hidden.view(rows, seq_len, self.d_inner), self.conv1d.weight[:, 0], self.conv1d.bias)
-        hidden = hidden.view(rows * seq_len, self.d_inner)
-        steps = hidden @ self.x_proj.weight.t()  # [rows*L, dt_rank + 2*d_state]
-        dt, B, C = steps.split([self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = dt @ self.dt_proj.weight.t()  # [rows*L, d_inner], bias added in the scan
-
-        def channels_view(t):  # [rows*L, X] -> [rows, X, L] view
-            return t.view(rows, seq_len, -1).transpose(1, 2)
-
-        y = selective_scan(
-            channels_view(hidden),
-            channels_view(delta),
-            -torch.exp(self.A_log.float()),
-            channels_view(B),
-            channels_view(C),
-            D=self.D,
-            z=channels_view(gate),
-            delta_bias=self.dt_proj.bias,
-            delta_softplus=True,
-            backend=backend,
-        )  # [rows, d_inner, L], stored [rows, L, d_inner]
-        y = y.transpose(1, 2).reshape(rows * seq_len, self.d_inner)
-        return (self.out_proj.weight @ y.t()).view(self.d_model, rows, seq_len)

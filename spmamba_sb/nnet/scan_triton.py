@@ -33,6 +33,9 @@ With ``TRITON_INTERPRET=1`` the kernels run on a CPU (slowly), which the tests u
 over time are ``while`` loops because the interpreter cannot take a runtime bound in ``range``.
 """
 
+import math
+from typing import List, Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -40,6 +43,12 @@ import triton.language as tl
 BLOCK_D = 64  # channels per program
 NUM_WARPS = 1  # warps per program: reductions over channels stay inside one warp
 CHECKPOINT = 64  # steps between the states the backward pass restarts its running sum from
+# A forward pass without autograd splits time into chunks of at least MIN_CHUNK steps when
+# its rows and channel blocks give at most SPLIT_PROGRAMS / MIN_CHUNKS programs (an H200 keeps
+# thousands of one-warp programs resident: 132 SMs, up to 64 warps each).
+SPLIT_PROGRAMS = 4096
+MIN_CHUNK = 64
+MIN_CHUNKS = 4
 
 
 @triton.jit
@@ -106,49 +115,71 @@ def _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, t, va
 
 @triton.jit
 def _scan_forward_kernel(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
-    length, channels, n_blocks,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, h0_ptr, hT_ptr, dsum_ptr,
+    length, channels, n_blocks, n_chunks, chunk_len,
     s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, s_o_r, s_o_d, s_o_t,
     s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t,
     N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, STATES_ONLY: tl.constexpr,
 ):
+    """One program: one row, ``BLOCK_D`` channels, steps ``[chunk * chunk_len, (chunk + 1) *
+    chunk_len)``, from the state in ``h0`` (HAS_H0) or zero. ``STATES_ONLY`` writes no output,
+    only the chunk's final state to ``hT`` and its summed step sizes to ``dsum``."""
     row, block, d, d_mask, n, n_mask, A2, skip, bias = _program(
         A_ptr, D_ptr, bias_ptr, channels, n_blocks, N, N_PAD, BLOCK_D, HAS_D, HAS_BIAS)
+    chunk = row % n_chunks  # the program's row index counts (row, chunk) pairs
+    row = row // n_chunks
+    chunk_state = ((row * n_chunks + chunk) * channels + d[None, :]) * N + n[:, None]  # [R, chunks, D, N]
+    state_mask = n_mask[:, None] & d_mask[None, :]
     o_p = out_ptr + row * s_o_r + d * s_o_d
     strides = (s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, 0, 0, 0,
                s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t)
-    h = tl.zeros([N_PAD, BLOCK_D], tl.float32)
-    next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, 0, length > 0, d_mask, n_mask,
+    if HAS_H0:
+        h = tl.load(h0_ptr + chunk_state, mask=state_mask, other=0.0)
+    else:
+        h = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    dsum = tl.zeros([BLOCK_D], tl.float32)
+    t = chunk * chunk_len
+    stop = tl.minimum(length, t + chunk_len)
+    next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, t, t < stop, d_mask, n_mask,
                            *strides, HAS_Z, False)
-    t = 0
-    while t < length:
+    while t < stop:
         u, raw, z, _, B_t, C_t = next_step  # step t; load step t + 1 while it computes
-        next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, t + 1, t + 1 < length,
+        next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, t + 1, t + 1 < stop,
                                d_mask, n_mask, *strides, HAS_Z, False)
         u = u.to(tl.float32)
         delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
         h = tl.exp2(delta[None, :] * A2) * h + (delta * u)[None, :] * B_t.to(tl.float32)[:, None]
-        y = tl.sum(h * C_t.to(tl.float32)[:, None], axis=0) + skip * u
-        if HAS_Z:
-            z = z.to(tl.float32)
-            y = y * z * tl.sigmoid(z)
-        tl.store(o_p + t * s_o_t, y.to(out_ptr.dtype.element_ty), mask=d_mask)
+        if STATES_ONLY:
+            dsum += delta
+        else:
+            y = tl.sum(h * C_t.to(tl.float32)[:, None], axis=0) + skip * u
+            if HAS_Z:
+                z = z.to(tl.float32)
+                y = y * z * tl.sigmoid(z)
+            tl.store(o_p + t * s_o_t, y.to(out_ptr.dtype.element_ty), mask=d_mask)
         t += 1
+    if STATES_ONLY:
+        tl.store(hT_ptr + chunk_state, h, mask=state_mask)
+        tl.store(dsum_ptr + (row * n_chunks + chunk) * channels + d, dsum, mask=d_mask)
 
 
 @triton.jit
 def _scan_backward_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
-    P_ptr, states_ptr,
+    P_ptr, states_ptr, out_ptr,
     du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
     length, channels, n_blocks, n_checkpoints,
     s_u_r, s_u_d, s_u_t, s_dt_r, s_dt_d, s_dt_t, s_z_r, s_z_d, s_z_t, s_g_r, s_g_d, s_g_t,
-    s_du_r, s_du_d, s_du_t, s_ddt_r, s_ddt_d, s_ddt_t, s_dz_r, s_dz_d, s_dz_t,
+    s_du_r, s_du_d, s_du_t, s_ddt_r, s_ddt_d, s_ddt_t, s_dz_r, s_dz_d, s_dz_t, s_o_r, s_o_d, s_o_t,
     s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t,
     N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CHECKPOINT: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_OUT: tl.constexpr,
 ):
+    """The two sweeps (module docstring); with ``HAS_OUT`` the forward sweep also writes the
+    scan's output, for callers that recompute it rather than keep it."""
     row, block, d, d_mask, n, n_mask, A2, skip, bias = _program(
         A_ptr, D_ptr, bias_ptr, channels, n_blocks, N, N_PAD, BLOCK_D, HAS_D, HAS_BIAS)
     state_mask = n_mask[:, None] & d_mask[None, :]
@@ -178,15 +209,20 @@ def _scan_backward_kernel(
         carried = a * h  # a_t h_{t-1}
         tangent = a * tangent + delta[None, :] * carried
         h = carried + (delta * u)[None, :] * B_t[:, None]
+        if HAS_Z or HAS_OUT:
+            y = tl.sum(h * C_t[:, None], axis=0) + skip * u
         if HAS_Z:
             z = z.to(tl.float32)
             gate = tl.sigmoid(z)
             dy = dout * z * gate
-            y = tl.sum(h * C_t[:, None], axis=0) + skip * u
             dz = dout * y * gate * (1.0 + z * (1.0 - gate))
             tl.store(dz_p + t * s_dz_t, dz.to(dz_ptr.dtype.element_ty), mask=d_mask)
+            if HAS_OUT:
+                y = y * z * gate
         else:
             dy = dout
+        if HAS_OUT:
+            tl.store(out_ptr + row * s_o_r + d * s_o_d + t * s_o_t, y.to(out_ptr.dtype.element_ty), mask=d_mask)
         dA += (dy[None, :] * C_t[:, None]) * tangent
         dD += dy * u
         tl.store(P_p + t * channels, tl.sum(A2 * C_t[:, None] * carried, axis=0), mask=d_mask)
@@ -242,6 +278,25 @@ def _scan_backward_kernel(
         tl.store(dbias_ptr + row * channels + d, dbias, mask=d_mask)
 
 
+@triton.jit
+def _chain_chunks_kernel(states_ptr, dsum_ptr, A_ptr, channels, n_blocks, n_chunks,
+                         N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Turn each chunk's final state from a zero start (``states``, [R, chunks, D, N]) into its
+    initial state, in place: ``h0[c] = exp2(A log2 e sum delta[c - 1]) h0[c - 1] + hT[c - 1]``."""
+    row, block, d, d_mask, n, n_mask, A2, _, _ = _program(
+        A_ptr, A_ptr, A_ptr, channels, n_blocks, N, N_PAD, BLOCK_D, False, False)
+    state_mask = n_mask[:, None] & d_mask[None, :]
+    offsets = (row * n_chunks * channels + d[None, :]) * N + n[:, None]
+    carried = tl.zeros([N_PAD, BLOCK_D], tl.float32)
+    c = 0
+    while c < n_chunks:
+        final = tl.load(states_ptr + offsets + c * channels * N, mask=state_mask, other=0.0)
+        summed = tl.load(dsum_ptr + (row * n_chunks + c) * channels + d, mask=d_mask, other=0.0)
+        tl.store(states_ptr + offsets + c * channels * N, carried, mask=state_mask)
+        carried = tl.exp2(summed[None, :] * A2) * carried + final
+        c += 1
+
+
 def _dense_like(t: torch.Tensor, dtype=None) -> torch.Tensor:
     """An empty tensor shaped like ``t`` whose dimensions are stored in ``t``'s stride order
     (a time-major view for a time-major ``t``), dense even when ``t`` is a slice."""
@@ -261,74 +316,177 @@ def _on_device(t: torch.Tensor):
     return torch.cuda.device(t.device.index if t.is_cuda else -1)
 
 
-class _SelectiveScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps):
-        rows, channels, length = u.shape
-        n_state = A.shape[1]
-        A32 = A.float().contiguous()
-        D32 = None if D is None else D.float().contiguous()
-        bias32 = None if delta_bias is None else delta_bias.float().contiguous()
-        n_blocks = triton.cdiv(channels, block_d)
-        out = _dense_like(u)
-        meta = dict(N=n_state, N_PAD=triton.next_power_of_2(n_state), BLOCK_D=block_d, HAS_D=D is not None,
-                    HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
-        with _on_device(u):
-            _scan_forward_kernel[(rows * n_blocks,)](
-                u, delta, A32, B, C, D32, z, bias32, out, length, channels, n_blocks,
-                *u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride(),
-                num_warps=num_warps, **meta,
-            )
-        if any(ctx.needs_input_grad[:8]):
-            ctx.save_for_backward(u, delta, A32, B, C, D32, z, bias32)
-            ctx.param_dtypes = (A.dtype, None if D is None else D.dtype, None if delta_bias is None else delta_bias.dtype)
-            ctx.settings = (meta, n_blocks, num_warps)
-        return out
+def _launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d):
+    """Compile-time settings of both kernels."""
+    return dict(N=A.shape[1], N_PAD=triton.next_power_of_2(A.shape[1]), BLOCK_D=block_d, HAS_D=D is not None,
+                HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
 
-    @staticmethod
-    def backward(ctx, dout):
-        u, delta, A32, B, C, D32, z, bias32 = ctx.saved_tensors
-        meta, n_blocks, num_warps = ctx.settings
-        rows, channels, length = u.shape
-        n_state = A32.shape[1]
-        n_checkpoints = max(1, (length - 1) // CHECKPOINT)
-        f32 = dict(dtype=torch.float32)
-        du, ddelta = _dense_like(u), _dense_like(delta)
-        dz = None if z is None else _dense_like(z)
-        P = u.new_empty(rows, length, channels, **f32)
-        states = u.new_empty(rows, n_checkpoints, channels, n_state, **f32)
-        dB = u.new_empty(rows, n_blocks, length, n_state, **f32)
-        dC = torch.empty_like(dB)
-        dA = u.new_empty(rows, channels, n_state, **f32)
-        dD = None if D32 is None else u.new_empty(rows, channels, **f32)
-        dbias = None if bias32 is None else u.new_empty(rows, channels, **f32)
-        with _on_device(u):
-            _scan_backward_kernel[(rows * n_blocks,)](
-                u, delta, A32, B, C, D32, z, bias32, dout, P, states,
-                du, ddelta, dz, dB, dC, dA, dD, dbias,
-                length, channels, n_blocks, n_checkpoints,
-                *u.stride(), *delta.stride(), *_strides(z), *dout.stride(),
-                *du.stride(), *ddelta.stride(), *_strides(dz), *B.stride(), *C.stride(),
-                CHECKPOINT=CHECKPOINT, num_warps=num_warps, **meta,
+
+def _time_chunks(rows, n_blocks, length):
+    """Chunks along time for a forward pass with ``rows * n_blocks`` programs: enough to reach
+    ``SPLIT_PROGRAMS`` programs, none shorter than ``MIN_CHUNK`` steps and no more than
+    sqrt(L) of them (the chunks' states are chained one after another); no split at all when
+    that gives fewer than ``MIN_CHUNKS``. Returns the number of chunks and their length."""
+    n_chunks = max(1, min(triton.cdiv(SPLIT_PROGRAMS, rows * n_blocks), length // MIN_CHUNK, math.isqrt(length)))
+    if n_chunks < MIN_CHUNKS:  # the GPU is nearly full already: twice the work would not pay
+        n_chunks = 1
+    chunk_len = max(1, triton.cdiv(length, n_chunks))
+    return max(1, triton.cdiv(length, chunk_len)), chunk_len
+
+
+def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                 block_d=BLOCK_D, num_warps=NUM_WARPS, split_time=False):
+    """Run the forward kernel; arguments as :func:`selective_scan_triton`, ``A``, ``D`` and
+    ``delta_bias`` fp32 and contiguous.
+
+    With ``split_time``, when the rows and channel blocks give fewer than ``SPLIT_PROGRAMS``
+    programs (a long input in small row groups), the sequence is also split into chunks:
+    a first launch gets each chunk's final state from a zero start and its summed step sizes,
+    a second chains them into initial states (``h0[c] = exp(A sum delta[c - 1]) h0[c - 1] +
+    hT[c - 1]``), and a third runs every chunk from its true initial state. Twice the
+    arithmetic, but parallel over time: about sqrt(L) chunks of sqrt(L) steps.
+
+    Returns
+    -------
+    torch.Tensor
+        [R, D, L] in ``u``'s dtype and dimension order.
+    """
+    rows, channels, length = u.shape
+    n_blocks = triton.cdiv(channels, block_d)
+    out = _dense_like(u)
+    meta = _launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d)
+    n_chunks, chunk_len = _time_chunks(rows, n_blocks, length) if split_time else (1, max(1, length))
+    strides = (*u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride())
+    grid = (rows * n_chunks * n_blocks,)
+    h0 = None
+    with _on_device(u):
+        if n_chunks > 1:
+            f32 = dict(dtype=torch.float32)
+            final = u.new_empty(rows, n_chunks, channels, A.shape[1], **f32)
+            summed = u.new_empty(rows, n_chunks, channels, **f32)
+            _scan_forward_kernel[grid](
+                u, delta, A, B, C, D, None, delta_bias, out, None, final, summed,
+                length, channels, n_blocks, n_chunks, chunk_len, *strides,
+                num_warps=num_warps, **dict(meta, HAS_Z=False), HAS_H0=False, STATES_ONLY=True,
             )
-        A_dtype, D_dtype, bias_dtype = ctx.param_dtypes
-        return (
-            du,
-            ddelta,
-            dA.sum(0).to(A_dtype),
-            dB.sum(1).to(B.dtype).transpose(1, 2),  # [R, N, L]
-            dC.sum(1).to(C.dtype).transpose(1, 2),
-            None if dD is None else dD.sum(0).to(D_dtype),
-            dz,
-            None if dbias is None else dbias.sum(0).to(bias_dtype),
-            None, None, None,
+            _chain_chunks_kernel[(rows * n_blocks,)](final, summed, A, channels, n_blocks, n_chunks, N=meta["N"],
+                                                     N_PAD=meta["N_PAD"], BLOCK_D=block_d, num_warps=num_warps)
+            h0 = final  # now the chunks' initial states
+        _scan_forward_kernel[grid](
+            u, delta, A, B, C, D, z, delta_bias, out, h0, None, None,
+            length, channels, n_blocks, n_chunks, chunk_len, *strides,
+            num_warps=num_warps, **meta, HAS_H0=h0 is not None, STATES_ONLY=False,
         )
+    return out
+
+
+def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout,
+                  block_d=BLOCK_D, num_warps=NUM_WARPS, with_output=False):
+    """Run the backward kernel; arguments as :func:`scan_forward`, ``dout`` [R, D, L].
+
+    Returns
+    -------
+    tuple
+        ``du``, ``d delta``, ``dz`` (None without ``z``) in the inputs' dtypes and dimension
+        orders; ``dA`` [D, N], ``dB``, ``dC`` [R, L, N], ``dD``, ``d bias`` [D] (None where
+        absent), all fp32; and with ``with_output`` the forward output (else None).
+    """
+    rows, channels, length = u.shape
+    n_state = A.shape[1]
+    n_blocks = triton.cdiv(channels, block_d)
+    n_checkpoints = max(1, (length - 1) // CHECKPOINT)
+    f32 = dict(dtype=torch.float32)
+    du, ddelta = _dense_like(u), _dense_like(delta)
+    dz = None if z is None else _dense_like(z)
+    out = _dense_like(u) if with_output else None
+    P = u.new_empty(rows, length, channels, **f32)
+    states = u.new_empty(rows, n_checkpoints, channels, n_state, **f32)
+    dB = u.new_empty(rows, n_blocks, length, n_state, **f32)
+    dC = torch.empty_like(dB)
+    dA = u.new_empty(rows, channels, n_state, **f32)
+    dD = None if D is None else u.new_empty(rows, channels, **f32)
+    dbias = None if delta_bias is None else u.new_empty(rows, channels, **f32)
+    with _on_device(u):
+        _scan_backward_kernel[(rows * n_blocks,)](
+            u, delta, A, B, C, D, z, delta_bias, dout, P, states, out,
+            du, ddelta, dz, dB, dC, dA, dD, dbias,
+            length, channels, n_blocks, n_checkpoints,
+            *u.stride(), *delta.stride(), *_strides(z), *dout.stride(),
+            *du.stride(), *ddelta.stride(), *_strides(dz), *_strides(out), *B.stride(), *C.stride(),
+            CHECKPOINT=CHECKPOINT, num_warps=num_warps, HAS_OUT=with_output,
+            **_launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d),
+        )
+    over_rows = [None if t is None else t.sum(0) for t in (dA, dD, dbias)]
+    return du, ddelta, dz, over_rows[0], dB.sum(1), dC.sum(1), *over_rows[1:], out
+
+
+def _fp32(t):
+    return None if t is None else t.float().contiguous()
+
+
+@torch.library.custom_op("spmamba_sb::selective_scan", mutates_args=())
+def _scan_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+             D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
+             delta_softplus: bool, block_d: int, num_warps: int, split_time: bool) -> torch.Tensor:
+    return scan_forward(u, delta, _fp32(A), B, C, _fp32(D), z, _fp32(delta_bias), delta_softplus,
+                        block_d, num_warps, split_time)
+
+
+@_scan_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps, split_time):
+    return _dense_like(u)
+
+
+@torch.library.custom_op("spmamba_sb::selective_scan_backward", mutates_args=())
+def _scan_backward_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                      D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
+                      delta_softplus: bool, block_d: int, num_warps: int, dout: torch.Tensor) -> List[torch.Tensor]:
+    """Gradients of the eight inputs in their dtypes; an empty tensor for each absent one."""
+    du, ddelta, dz, dA, dB, dC, dD, dbias, _ = scan_backward(
+        u, delta, _fp32(A), B, C, _fp32(D), z, _fp32(delta_bias), delta_softplus, dout, block_d, num_warps)
+    def empty():  # a distinct one each time: operator outputs must not alias
+        return u.new_empty(0)
+
+    return [du, ddelta, dA.to(A.dtype), dB.to(B.dtype).transpose(1, 2), dC.to(C.dtype).transpose(1, 2),
+            empty() if D is None else dD.to(D.dtype), empty() if z is None else dz,
+            empty() if delta_bias is None else dbias.to(delta_bias.dtype)]
+
+
+@_scan_backward_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps, dout):
+    def empty():
+        return u.new_empty(0)
+
+    rows, _, length = u.shape
+    return [_dense_like(u), _dense_like(delta), torch.empty_like(A), B.new_empty(rows, length, B.shape[1]).transpose(1, 2),
+            C.new_empty(rows, length, C.shape[1]).transpose(1, 2), empty() if D is None else torch.empty_like(D),
+            empty() if z is None else _dense_like(z), empty() if delta_bias is None else torch.empty_like(delta_bias)]
+
+
+def _setup_scan(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:8])
+    ctx.settings = inputs[8:11]
+
+
+def _scan_grads(ctx, dout):
+    saved = ctx.saved_tensors
+    grads = _scan_backward_op(*saved, *ctx.settings, dout)
+    grads = [None if t is None else grad for t, grad in zip(saved, grads)]
+    return (*grads, None, None, None, None)
+
+
+_scan_op.register_autograd(_scan_grads, setup_context=_setup_scan)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                           block_d=BLOCK_D, num_warps=NUM_WARPS):
     """Selective scan through the fused-recurrence Triton kernels; arguments and shapes as
     :func:`spmamba_sb.nnet.scan.selective_scan`, any strides.
+
+    It runs as the PyTorch operator ``torch.ops.spmamba_sb.selective_scan`` (with its
+    backward registered), so ``torch.compile`` traces through it without a graph break.
+    Without autograd, long sequences in few rows are also split along time (see
+    :func:`scan_forward`).
 
     Arguments
     ---------
@@ -350,4 +508,6 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     >>> selective_scan_triton(u, delta, -torch.rand(4, 3, device="cuda"), B, C).shape  # doctest: +SKIP
     torch.Size([2, 4, 10])
     """
-    return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps)
+    inputs = (u, delta, A, B, C, D, z, delta_bias)
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    return _scan_op(*inputs, bool(delta_softplus), block_d, num_warps, not tracked)

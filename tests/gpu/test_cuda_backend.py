@@ -173,3 +173,33 @@ def test_triton_scan_equals_mamba_ssm_at_published_sizes(rows, length, dtype):
                           [theirs, *torch.autograd.grad(theirs, inputs, grad)]):
         error = ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
         assert error < tolerance, (name, error)
+
+
+def test_triton_inference_split_along_time_equals_torch():
+    """Without autograd a long sequence in few rows runs in chunks along time (here 8 rows x 8
+    channel blocks x 8 chunks); it must equal the unsplit torch scan."""
+    from spmamba_sb.nnet import scan_triton
+
+    torch.manual_seed(0)
+    triton_mixer, torch_mixer = _pair(MambaMixer(128, d_state=16, expand=4).cuda(), "triton")
+    x = torch.randn(128, 8, 6000, device="cuda")
+    assert scan_triton._time_chunks(8, 8, 6000)[0] > 1
+    with torch.no_grad():
+        _assert_close(triton_mixer(x), torch_mixer(x))
+
+
+def test_compiled_model_on_triton_has_no_graph_break():
+    """The Triton scan and mixer are PyTorch operators: ``torch.compile`` takes the whole model in
+    one graph, and the compiled model's output and gradients equal the eager model's."""
+    torch.manual_seed(0)
+    model = SPMamba(num_blocks=1, scan_backend="triton").cuda()
+    mix = torch.randn(1, 8000, device="cuda")
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(mix)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(model)
+    y_eager, gx_eager, gp_eager = _run(model, mix)
+    y_compiled, gx_compiled, gp_compiled = _run(compiled, mix)
+    _assert_close(y_compiled, y_eager)
+    for name in gp_eager:  # the compiled module's parameter names carry its wrapper's prefix
+        assert _relative_l2(gp_compiled["_orig_mod." + name], gp_eager[name]) < 1e-3, name

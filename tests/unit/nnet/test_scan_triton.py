@@ -20,8 +20,9 @@ SCAN_CHECK = textwrap.dedent(
     from spmamba_sb.nnet.scan import selective_scan_reference
     from spmamba_sb.nnet.scan_triton import selective_scan_triton
 
-    rows, channels, n_state, length, full, time_major, large_delta, checkpoint = json.loads(sys.argv[1])
+    rows, channels, n_state, length, full, time_major, large_delta, checkpoint, min_chunk = json.loads(sys.argv[1])
     scan_triton.CHECKPOINT = checkpoint
+    scan_triton.MIN_CHUNK = min_chunk  # without autograd, chunks along time of this many steps
     torch.manual_seed(0)
     def view(size, scale=1.0, shift=0.0):  # [rows, size, L] view of time-major or channel-first storage
         data = torch.randn(rows, size, length) * scale + shift
@@ -42,6 +43,7 @@ SCAN_CHECK = textwrap.dedent(
     again = torch.autograd.grad(selective_scan_triton(*inputs, delta_softplus=full, block_d=8), used, grad)
     with torch.no_grad():
         untracked = selective_scan_triton(*inputs, delta_softplus=full, block_d=8)
+    n_chunks = scan_triton._time_chunks(rows, -(-channels // 8), length)[0]
     def error(a, b):
         return ((a.double() - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
     errors = {"out": error(ours, expected), "no_grad": error(untracked, expected)}
@@ -49,7 +51,8 @@ SCAN_CHECK = textwrap.dedent(
     for name, a, b in zip(names, ours_grads, torch.autograd.grad(expected, used, grad.double())):
         errors[name] = error(a, b)
     report = {"errors": errors, "deterministic": all(torch.equal(a, b) for a, b in zip(ours_grads, again)),
-              "same_layout": ours.stride() == u.stride() if time_major else ours.is_contiguous()}
+              "same_layout": ours.stride() == u.stride() if time_major else ours.is_contiguous(),
+              "chunks": n_chunks}
     print(json.dumps(report))
     """
 )
@@ -60,28 +63,49 @@ CONV_CHECK = textwrap.dedent(
     import torch
     import torch.nn.functional as F
     from spmamba_sb.nnet import conv_triton
-    from spmamba_sb.nnet.conv_triton import causal_conv_silu
+    from spmamba_sb.nnet import scan_triton
+    from spmamba_sb.nnet.conv_triton import conv_silu_backward, conv_silu_forward
     from spmamba_sb.nnet.mixer import MambaMixer
+    from spmamba_sb.nnet.mixer_triton import mamba_mixer
 
     conv_triton.BLOCK_T, conv_triton.BLOCK_D = 8, 16  # several time and channel blocks, partial ones
     torch.manual_seed(0)
     errors = {}
     for rows, length, channels, taps in [(2, 19, 20, 4), (1, 2, 5, 4), (3, 9, 16, 2)]:
-        x = torch.randn(rows, length, channels, requires_grad=True)
+        x = torch.randn(rows, length, 2 * channels)[..., :channels].requires_grad_()  # strided rows and steps
         weight, bias = torch.randn(channels, taps, requires_grad=True), torch.randn(channels, requires_grad=True)
-        ours = causal_conv_silu(x, weight, bias)
         conv = F.conv1d(x.transpose(1, 2), weight[:, None], bias, padding=taps - 1, groups=channels)
         expected = F.silu(conv[..., :length]).transpose(1, 2)
         grad = torch.randn(expected.shape)
         pairs = zip(["out", "x", "weight", "bias"],
-                    [ours, *torch.autograd.grad(ours, (x, weight, bias), grad)],
+                    [conv_silu_forward(x, weight, bias), *conv_silu_backward(x, weight, bias, grad)],
                     [expected, *torch.autograd.grad(expected, (x, weight, bias), grad)])
         for name, a, b in pairs:
             errors[f"{rows}x{length}x{channels}x{taps} {name}"] = ((a - b).abs().max() / b.abs().max()).item()
-    # the mixer's time-major flow (projections, this convolution) against its channel-major flow
+    # the mixer as one operator (these kernels and the scan's) against the torch mixer in fp64:
+    # output, the input's and every parameter's gradient, and the output without autograd
+    # (split along time into 4 chunks)
     mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
-    x = torch.randn(8, 3, 17)
-    errors["mixer time-major"] = ((mixer._forward_time_major(x, "torch") - mixer(x)).abs().max()).item()
+    with torch.no_grad():
+        mixer.D.normal_(), mixer.conv1d.bias.normal_()
+    x = torch.randn(8, 3, 17, requires_grad=True)
+    def operator(x):
+        m = mixer
+        return mamba_mixer(x, m.in_proj.weight, m.conv1d.weight[:, 0], m.conv1d.bias, m.x_proj.weight,
+                           m.dt_proj.weight, m.dt_proj.bias, -torch.exp(m.A_log.float()), m.D, m.out_proj.weight)
+    ours = operator(x)
+    grad = torch.randn(ours.shape)
+    ours_grads = torch.autograd.grad(ours, [x, *mixer.parameters()], grad)
+    scan_triton.MIN_CHUNK = 4
+    with torch.no_grad():
+        untracked = operator(x)
+    mixer.double()
+    x64 = x.detach().double().requires_grad_()
+    expected = mixer(x64)
+    expected_grads = torch.autograd.grad(expected, [x64, *mixer.parameters()], grad.double())
+    names = ["out", "out without autograd", "x"] + [name for name, _ in mixer.named_parameters()]
+    for name, a, b in zip(names, [ours, untracked, *ours_grads], [expected, expected, *expected_grads]):
+        errors[f"mixer {name}"] = ((a.double() - b).abs().max() / b.abs().max()).item()
     print(json.dumps(errors))
     """
 )
@@ -96,22 +120,24 @@ def _run(script, argument=""):
 
 
 @pytest.mark.parametrize(
-    "rows,channels,n_state,length,full,time_major,large_delta,checkpoint",
+    "rows,channels,n_state,length,full,time_major,large_delta,checkpoint,min_chunk,chunks",
     [
-        (3, 12, 5, 37, True, True, False, 64),  # a partial channel block, N padded to 8
-        (2, 9, 1, 1, True, False, False, 64),  # one step, one state, channel-first storage
-        (2, 10, 16, 150, True, True, True, 32),  # decays that underflow to 0; four checkpoints
-        (2, 8, 4, 20, False, False, False, 4),  # no skip, gate, bias or softplus; four checkpoints
-        (1, 4, 4, 2048, True, True, False, 64),  # a long sequence: 31 checkpoints
+        (3, 12, 5, 37, True, True, False, 64, 8, 4),  # a partial channel block, N padded to 8
+        (2, 9, 1, 1, True, False, False, 64, 64, 1),  # one step, one state, channel-first storage
+        (2, 10, 16, 150, True, True, True, 32, 16, 9),  # decays that underflow to 0; four checkpoints
+        (2, 8, 4, 20, False, False, False, 4, 3, 4),  # no skip, gate, bias or softplus; four checkpoints
+        (1, 4, 4, 2048, True, True, False, 64, 300, 6),  # a long sequence: 31 checkpoints
     ],
 )
 def test_triton_scan_matches_reference_in_the_interpreter(rows, channels, n_state, length, full, time_major,
-                                                          large_delta, checkpoint):
-    report = _run(SCAN_CHECK, json.dumps([rows, channels, n_state, length, full, time_major, large_delta, checkpoint]))
-    assert report["deterministic"] and report["same_layout"], report
+                                                          large_delta, checkpoint, min_chunk, chunks):
+    report = _run(SCAN_CHECK, json.dumps([rows, channels, n_state, length, full, time_major, large_delta, checkpoint,
+                                          min_chunk]))
+    assert report["deterministic"] and report["same_layout"] and report["chunks"] == chunks, report
     assert all(error < 1e-4 for error in report["errors"].values()), report["errors"]
 
 
-def test_triton_causal_conv_silu_matches_conv1d_in_the_interpreter():
+def test_triton_conv_and_mixer_operator_match_torch_in_the_interpreter():
     errors = _run(CONV_CHECK)
     assert all(error < 1e-5 for error in errors.values()), errors
+    assert len([name for name in errors if name.startswith("mixer")]) == 12
