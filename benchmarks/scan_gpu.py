@@ -14,7 +14,7 @@ copy and a Triton kernel that does nothing but ``exp2``. Also printed: the large
 from mamba-ssm (output and gradients, relative to the largest value) and whether two backward
 passes give bit-identical gradients. One JSON object per line; a summary table last.
 
-    python benchmarks/scan_gpu.py [--sweep] [--layouts time-major channel-first]
+    python benchmarks/scan_gpu.py [--sweep] [--layouts time-major channel-first] [--dtypes bf16 fp32]
 """
 
 import argparse
@@ -128,7 +128,9 @@ def measure(name, scan, inputs, grad, rows, length, dtype, bandwidth, exp_rate):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layouts", nargs="+", default=["time-major"], choices=["time-major", "channel-first"])
-    parser.add_argument("--sweep", action="store_true", help="also time other (block_d, num_warps) tilings")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also time other tilings (channels x warps per program) of the forward and backward kernels")
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     args = parser.parse_args()
     backends = {}
     try:
@@ -137,22 +139,25 @@ def main():
         backends["mamba-ssm"] = (selective_scan_fn, False)
     except ImportError as error:
         emit({"mamba-ssm": f"unavailable ({error})"})
+    default_tiling = dict(scan_triton.TILING)
     for layout in args.layouts:
-        backends[f"triton {layout}"] = (selective_scan_triton, layout == "time-major")
+        backends[f"triton {layout}"] = (selective_scan_triton, layout == "time-major", default_tiling)
     if args.sweep:
-        for block_d, num_warps in [(16, 1), (32, 1), (128, 2)]:
-            def tiled(*inputs, block_d=block_d, num_warps=num_warps, **kwargs):
-                return selective_scan_triton(*inputs, block_d=block_d, num_warps=num_warps, **kwargs)
-            backends[f"triton time-major {block_d}x{num_warps}"] = (tiled, True)
+        for forward, backward in [((32, 1), (32, 1)), ((64, 1), (32, 1)), ((64, 1), (64, 2)), ((64, 1), (32, 2)),
+                                  ((128, 2), (128, 2))]:
+            name = f"triton time-major fwd {forward[0]}x{forward[1]} bwd {backward[0]}x{backward[1]}"
+            backends[name] = (selective_scan_triton, True, {"forward": forward, "backward": backward})
     bandwidth, exp_rate = ceilings()
     emit({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
           "copy_GBps": round(bandwidth / 1e9), "exp2_Gexp_per_s": round(exp_rate / 1e9),
-          "block_d": scan_triton.BLOCK_D, "num_warps": scan_triton.NUM_WARPS})
+          "tiling": {kernel: f"{d}x{w}" for kernel, (d, w) in default_tiling.items()}})
     table = []
     for shape_name, (rows, length) in SHAPES.items():
-        for dtype_name, dtype in DTYPES.items():
+        for dtype_name in args.dtypes:
+            dtype = DTYPES[dtype_name]
             reference = None
-            for name, (scan, time_major) in backends.items():
+            for name, (scan, time_major, *tiling) in backends.items():
+                scan_triton.TILING = dict(tiling[0]) if tiling else default_tiling
                 inputs = scan_inputs(rows, length, dtype, time_major)
                 grad = torch.randn(rows, length, CHANNELS, device="cuda", generator=torch.Generator(device="cuda").manual_seed(1))
                 grad = grad.to(dtype).transpose(1, 2)

@@ -40,8 +40,8 @@ import torch
 import triton
 import triton.language as tl
 
-BLOCK_D = 64  # channels per program
-NUM_WARPS = 1  # warps per program: reductions over channels stay inside one warp
+# (channels per program, warps per program) of each kernel; read at every launch
+TILING = {"forward": (64, 1), "backward": (64, 1)}
 CHECKPOINT = 64  # steps between the states the backward pass restarts its running sum from
 # A forward pass without autograd splits time into chunks of at least MIN_CHUNK steps when
 # its rows and channel blocks give at most SPLIT_PROGRAMS / MIN_CHUNKS programs (an H200 keeps
@@ -334,8 +334,7 @@ def _time_chunks(rows, n_blocks, length):
     return max(1, triton.cdiv(length, chunk_len)), chunk_len
 
 
-def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                 block_d=BLOCK_D, num_warps=NUM_WARPS, split_time=False):
+def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, split_time=False):
     """Run the forward kernel; arguments as :func:`selective_scan_triton`, ``A``, ``D`` and
     ``delta_bias`` fp32 and contiguous.
 
@@ -352,6 +351,7 @@ def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softp
         [R, D, L] in ``u``'s dtype and dimension order.
     """
     rows, channels, length = u.shape
+    block_d, num_warps = TILING["forward"]
     n_blocks = triton.cdiv(channels, block_d)
     out = _dense_like(u)
     meta = _launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d)
@@ -380,8 +380,7 @@ def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softp
     return out
 
 
-def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout,
-                  block_d=BLOCK_D, num_warps=NUM_WARPS, with_output=False):
+def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, with_output=False):
     """Run the backward kernel; arguments as :func:`scan_forward`, ``dout`` [R, D, L].
 
     Returns
@@ -393,6 +392,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout,
     """
     rows, channels, length = u.shape
     n_state = A.shape[1]
+    block_d, num_warps = TILING["backward"]
     n_blocks = triton.cdiv(channels, block_d)
     n_checkpoints = max(1, (length - 1) // CHECKPOINT)
     f32 = dict(dtype=torch.float32)
@@ -427,23 +427,22 @@ def _fp32(t):
 @torch.library.custom_op("spmamba_sb::selective_scan", mutates_args=())
 def _scan_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
              D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
-             delta_softplus: bool, block_d: int, num_warps: int, split_time: bool) -> torch.Tensor:
-    return scan_forward(u, delta, _fp32(A), B, C, _fp32(D), z, _fp32(delta_bias), delta_softplus,
-                        block_d, num_warps, split_time)
+             delta_softplus: bool, split_time: bool) -> torch.Tensor:
+    return scan_forward(u, delta, _fp32(A), B, C, _fp32(D), z, _fp32(delta_bias), delta_softplus, split_time)
 
 
 @_scan_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps, split_time):
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, split_time):
     return _dense_like(u)
 
 
 @torch.library.custom_op("spmamba_sb::selective_scan_backward", mutates_args=())
 def _scan_backward_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                       D: Optional[torch.Tensor], z: Optional[torch.Tensor], delta_bias: Optional[torch.Tensor],
-                      delta_softplus: bool, block_d: int, num_warps: int, dout: torch.Tensor) -> List[torch.Tensor]:
+                      delta_softplus: bool, dout: torch.Tensor) -> List[torch.Tensor]:
     """Gradients of the eight inputs in their dtypes; an empty tensor for each absent one."""
     du, ddelta, dz, dA, dB, dC, dD, dbias, _ = scan_backward(
-        u, delta, _fp32(A), B, C, _fp32(D), z, _fp32(delta_bias), delta_softplus, dout, block_d, num_warps)
+        u, delta, _fp32(A), B, C, _fp32(D), z, _fp32(delta_bias), delta_softplus, dout)
     def empty():  # a distinct one each time: operator outputs must not alias
         return u.new_empty(0)
 
@@ -453,7 +452,7 @@ def _scan_backward_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: 
 
 
 @_scan_backward_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps, dout):
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout):
     def empty():
         return u.new_empty(0)
 
@@ -465,21 +464,20 @@ def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, num_warps, d
 
 def _setup_scan(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:8])
-    ctx.settings = inputs[8:11]
+    ctx.softplus = inputs[8]
 
 
 def _scan_grads(ctx, dout):
     saved = ctx.saved_tensors
-    grads = _scan_backward_op(*saved, *ctx.settings, dout)
+    grads = _scan_backward_op(*saved, ctx.softplus, dout)
     grads = [None if t is None else grad for t, grad in zip(saved, grads)]
-    return (*grads, None, None, None, None)
+    return (*grads, None, None)
 
 
 _scan_op.register_autograd(_scan_grads, setup_context=_setup_scan)
 
 
-def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          block_d=BLOCK_D, num_warps=NUM_WARPS):
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Selective scan through the fused-recurrence Triton kernels; arguments and shapes as
     :func:`spmamba_sb.nnet.scan.selective_scan`, any strides.
 
@@ -488,12 +486,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Without autograd, long sequences in few rows are also split along time (see
     :func:`scan_forward`).
 
-    Arguments
-    ---------
-    block_d : int
-        Channels per program (a power of two).
-    num_warps : int
-        Warps per program.
+    The kernels' tilings are ``TILING`` (channels per program, a power of two, and warps).
 
     Returns
     -------
@@ -510,4 +503,4 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     """
     inputs = (u, delta, A, B, C, D, z, delta_bias)
     tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    return _scan_op(*inputs, bool(delta_softplus), block_d, num_warps, not tracked)
+    return _scan_op(*inputs, bool(delta_softplus), not tracked)

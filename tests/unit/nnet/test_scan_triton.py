@@ -23,6 +23,7 @@ SCAN_CHECK = textwrap.dedent(
     rows, channels, n_state, length, full, time_major, large_delta, checkpoint, min_chunk = json.loads(sys.argv[1])
     scan_triton.CHECKPOINT = checkpoint
     scan_triton.MIN_CHUNK = min_chunk  # without autograd, chunks along time of this many steps
+    scan_triton.TILING = {"forward": (8, 1), "backward": (8, 1)}  # several channel blocks, partial ones
     torch.manual_seed(0)
     def view(size, scale=1.0, shift=0.0):  # [rows, size, L] view of time-major or channel-first storage
         data = torch.randn(rows, size, length) * scale + shift
@@ -36,13 +37,13 @@ SCAN_CHECK = textwrap.dedent(
     skip, bias = torch.randn(channels), torch.randn(channels) * 0.3 - 2
     inputs = [u, delta, A, B, C] + ([skip, z, bias] if full else [None, None, None])
     used = [t.requires_grad_() for t in inputs if t is not None]
-    ours = selective_scan_triton(*inputs, delta_softplus=full, block_d=8)
+    ours = selective_scan_triton(*inputs, delta_softplus=full)
     expected = selective_scan_reference(*[None if t is None else t.double() for t in inputs], delta_softplus=full)
     grad = torch.randn(expected.shape)
     ours_grads = torch.autograd.grad(ours, used, grad)
-    again = torch.autograd.grad(selective_scan_triton(*inputs, delta_softplus=full, block_d=8), used, grad)
+    again = torch.autograd.grad(selective_scan_triton(*inputs, delta_softplus=full), used, grad)
     with torch.no_grad():
-        untracked = selective_scan_triton(*inputs, delta_softplus=full, block_d=8)
+        untracked = selective_scan_triton(*inputs, delta_softplus=full)
     n_chunks = scan_triton._time_chunks(rows, -(-channels // 8), length)[0]
     def error(a, b):
         return ((a.double() - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
