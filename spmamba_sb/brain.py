@@ -4,6 +4,7 @@ import csv
 import logging
 import os
 
+import soundfile as sf
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process
@@ -16,6 +17,13 @@ from spmamba_sb.trio import separate
 logger = logging.getLogger(__name__)
 
 METRICS = ("si-snr", "si-snr_i", "sdr", "sdr_i")
+# Training augmentation flag -> the hparams it needs.
+AUGMENTATION_KEYS = {
+    "use_speedperturb": ("speed_perturb",),
+    "use_rand_shift": ("min_shift", "max_shift"),
+    "use_wavedrop": ("drop_chunk", "drop_freq"),
+}
+ESTIMATE_PEAK = 0.9  # peak of the estimates written by ``save_audio``
 
 
 class SeparationBrain(sb.Brain):
@@ -31,6 +39,24 @@ class SeparationBrain(sb.Brain):
     ``test_results.csv`` (one row per utterance and a mean row) and spectrogram PNGs of the
     first ``num_test_plots`` utterances into ``output_folder``.
 
+    The training options of SpeechBrain's stock separation recipes work here too (all off in
+    our YAMLs). In the training stage only:
+
+    - ``use_speedperturb``: each reference source goes through ``speed_perturb`` on its own;
+    - ``use_rand_shift``: each source is rolled in time by a random integer in
+      [``min_shift``, ``max_shift``). After either, the sources are cut to the shortest of them
+      and the mixture, the mixture is rebuilt as their sum plus its background (mixture minus
+      the sum of its original sources, such as noise), and the loss is taken against them;
+    - ``use_wavedrop``: the mixture then goes through ``drop_chunk`` and ``drop_freq``;
+    - ``threshold_byloss``: the loss averages only the examples whose loss is above
+      ``threshold``; a batch with none adds nothing to the gradients and is counted
+      (``easy_batches`` in the log);
+    - ``loss_upper_lim``: a batch whose loss is not below it takes no step and is counted as a
+      non-finite one (``nonfinite_batches``).
+
+    With ``save_audio`` the test stage also writes the mixture, references and estimates of the
+    first ``n_audio_to_save`` utterances into ``output_folder/audio_results``.
+
     Checkpoints also hold the random generators' state and the training time, so a resumed
     run continues as an uninterrupted one would. With ``max_train_minutes`` set, training
     stops once that much time has been spent in the training stage (validation excluded,
@@ -39,11 +65,24 @@ class SeparationBrain(sb.Brain):
 
     Hyperparameters read: ``num_spks``, ``loss``, ``eval_loss``, ``lr_scheduler``,
     ``epoch_counter``, ``train_logger``, ``output_folder``, ``sample_rate``,
-    ``num_test_plots``, ``n_fft``, and optionally ``max_train_minutes``.
+    ``num_test_plots``, ``n_fft``, and optionally ``max_train_minutes``, ``use_speedperturb``
+    (with ``speed_perturb``), ``use_rand_shift`` (with ``min_shift``, ``max_shift``),
+    ``use_wavedrop`` (with ``drop_chunk``, ``drop_freq``), ``threshold_byloss`` (with
+    ``threshold``), ``loss_upper_lim`` and ``save_audio`` (with ``n_audio_to_save``).
+
+    Raises
+    ------
+    ValueError
+        If an augmentation flag is True but an hparam it needs is missing.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for flag, keys in AUGMENTATION_KEYS.items():
+            missing = [key for key in keys if getattr(self.hparams, key, None) is None]
+            if getattr(self.hparams, flag, False) and missing:
+                raise ValueError(f"{flag} is True but hparams has no {' or '.join(missing)}")
+        self.easy_batches = 0
         self.training_clock = TrainingClock()
         if self.checkpointer is not None:
             self.checkpointer.add_recoverables({"training_clock": self.training_clock, "random_state": RandomState()})
@@ -59,6 +98,16 @@ class SeparationBrain(sb.Brain):
             spent = ddp_broadcast(spent, src=0)
         return spent
 
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """SpeechBrain's loader; a training sampler passed in ``loader_kwargs`` also gets its
+        epoch set every epoch (the base class does that only for samplers it makes itself), so
+        ``train_epoch_size`` draws a new subset each epoch and dynamic mixing new mixtures."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        sampler = loader_kwargs.get("sampler")
+        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(sampler, "set_epoch"):
+            self.train_sampler = sampler
+        return loader
+
     @property
     def _optimizer_step_limit_exceeded(self):
         # The base class's training loop checks this before every batch and after each epoch.
@@ -72,28 +121,119 @@ class SeparationBrain(sb.Brain):
             self.hparams.epoch_counter.should_stop = True
 
     def compute_forward(self, batch, stage):
-        """Separate the batch's mixtures: [B, L] -> [B, L, S]."""
+        """Separate the batch's mixtures, augmented first in the training stage.
+
+        Arguments
+        ---------
+        batch : PaddedBatch
+            ``mix_sig`` and ``s1_sig`` ... ``sN_sig``, each [B, L].
+        stage : sb.Stage
+            Augmentation runs in ``TRAIN`` only.
+
+        Returns
+        -------
+        predictions : torch.Tensor
+            [B, L, S], the separated sources.
+        targets : torch.Tensor
+            [B, L, S], the references they are scored against (augmented with the mixture).
+        """
         batch = batch.to(self.device)
-        mix, _ = batch.mix_sig
-        return separate(mix, self.modules.encoder, self.modules.masknet, self.modules.decoder)
+        mix, targets = batch.mix_sig.data, self._targets(batch)
+        if stage == sb.Stage.TRAIN:
+            mix, targets = self._augment(mix, targets, batch.mix_sig.lengths)
+        return separate(mix, self.modules.encoder, self.modules.masknet, self.modules.decoder), targets
+
+    def _augment(self, mix, targets, lengths):
+        """The stock recipes' training augmentation, each part behind its flag.
+
+        Arguments
+        ---------
+        mix : torch.Tensor
+            [B, L].
+        targets : torch.Tensor
+            [B, L, S].
+        lengths : torch.Tensor
+            [B], relative lengths of ``mix`` (for ``drop_chunk``).
+
+        Returns
+        -------
+        mix, targets : torch.Tensor
+            [B, L'] and [B, L', S], with L' <= L.
+        """
+        hparams = self.hparams
+        use_speedperturb = getattr(hparams, "use_speedperturb", False)
+        use_rand_shift = getattr(hparams, "use_rand_shift", False)
+        if use_speedperturb or use_rand_shift:
+            sources = list(targets.unbind(-1))  # S x [B, L]
+            if use_speedperturb:
+                sources = [hparams.speed_perturb(source) for source in sources]
+            if use_rand_shift:
+                shifts = torch.randint(hparams.min_shift, hparams.max_shift, (len(sources),)).tolist()
+                sources = [source.roll(shift, dims=1) for source, shift in zip(sources, shifts)]
+            length = min(mix.shape[1], *(source.shape[1] for source in sources))
+            background = (mix - targets.sum(-1))[:, :length]  # [B, L']
+            targets = torch.stack([source[:, :length] for source in sources], dim=-1)  # [B, L', S]
+            mix = targets.sum(-1) + background
+        if getattr(hparams, "use_wavedrop", False):
+            mix = hparams.drop_freq(hparams.drop_chunk(mix, lengths))
+        return mix, targets
 
     def _targets(self, batch) -> torch.Tensor:
         """The reference sources, [B, L, S]."""
         sources = [getattr(batch, f"s{i}_sig").data for i in range(1, self.hparams.num_spks + 1)]
         return torch.stack(sources, dim=-1).to(self.device)
 
-    def compute_objectives(self, predictions, batch, stage):
-        """Mean loss over the batch; at test time also per-utterance metrics and plots."""
-        targets = self._targets(batch)
+    def compute_objectives(self, outputs, batch, stage):
+        """The batch's loss from ``compute_forward``'s outputs (see ``_training_loss`` for training).
+
+        Validation and test return the mean loss; test also records per-utterance metrics,
+        plots and audio.
+
+        Arguments
+        ---------
+        outputs : tuple of torch.Tensor
+            Predictions and targets, each [B, L, S].
+        batch : PaddedBatch
+            The batch (its ``mix_sig`` and ``id`` are read in validation and test).
+        stage : sb.Stage
+            Which loss and which records.
+        """
+        predictions, targets = outputs
         predictions = predictions.float()
-        loss_fn = self.hparams.loss if stage == sb.Stage.TRAIN else self.hparams.eval_loss
-        loss = loss_fn(targets, predictions)  # [B]
+        if stage == sb.Stage.TRAIN:
+            return self._training_loss(self.hparams.loss(targets, predictions))
+        loss = self.hparams.eval_loss(targets, predictions)  # [B]
         if stage == sb.Stage.VALID:
             mix = batch.mix_sig.data.unsqueeze(-1).expand_as(targets)
-            self.valid_improvements.append((loss_fn(targets, mix) - loss).detach().cpu())
-        elif stage == sb.Stage.TEST:
+            self.valid_improvements.append((self.hparams.eval_loss(targets, mix) - loss).detach().cpu())
+        else:
             self._record_test(batch, targets, predictions.detach())
         return loss.mean()
+
+    def _training_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch from its per-example losses [B].
+
+        With ``threshold_byloss`` the mean covers only the examples whose loss is above
+        ``threshold``. If none is, the batch's mean is returned with a zero gradient (every
+        process still back-propagates, so distributed training stays in step) and counted in
+        ``easy_batches``. A batch whose mean is not below ``loss_upper_lim`` is returned as NaN
+        with NaN gradients, so the base class handles it as a non-finite loss: it is counted in
+        ``nonfinite_count`` against ``nonfinite_patience`` and, its gradients dropped by
+        ``skip_nonfinite_grads`` (on in the YAMLs) or the fp16 scaler, no parameter changes on
+        any process.
+        """
+        kept = loss
+        if getattr(self.hparams, "threshold_byloss", False):
+            kept = loss[~(loss <= self.hparams.threshold)]  # a NaN stays, for the base class to see
+            if kept.numel() == 0:
+                self.easy_batches += 1
+                return loss.mean().detach() + 0 * loss.sum()
+        mean = kept.mean()
+        upper_limit = getattr(self.hparams, "loss_upper_lim", None)
+        if upper_limit is not None and mean >= upper_limit:
+            logger.info("training loss %.4g is not below loss_upper_lim %g: batch skipped", mean.item(), upper_limit)
+            return loss.sum() * float("nan")
+        return mean
 
     def _record_test(self, batch, targets, predictions):
         mix = batch.mix_sig.data
@@ -103,17 +243,49 @@ class SeparationBrain(sb.Brain):
             refs, ests = targets[index, :length], predictions[index, :length][:, list(orders[index])]
             row = {"ID": utterance_id, **separation_metrics(mix[index, :length], refs, ests)}
             self.test_rows.append(row)
-            if len(self.test_rows) <= self.hparams.num_test_plots and if_main_process():
+            if not if_main_process():
+                continue
+            if len(self.test_rows) <= self.hparams.num_test_plots:
                 plot_separation(
                     os.path.join(self.hparams.output_folder, "test_plots", f"{utterance_id}.png"),
                     mix[index, :length], refs, ests, self.hparams.sample_rate,
                     title=f"{utterance_id}: SI-SNRi {row['si-snr_i']:.1f} dB", n_fft=self.hparams.n_fft,
                 )
+            if getattr(self.hparams, "save_audio", False) and len(self.test_rows) <= self.hparams.n_audio_to_save:
+                self._save_audio(utterance_id, mix[index, :length], refs, ests)
+
+    def _save_audio(self, utterance_id: str, mix: torch.Tensor, refs: torch.Tensor, ests: torch.Tensor):
+        """Write one test utterance into ``output_folder/audio_results`` as 32-bit float WAVs.
+
+        Files: ``<ID>_mix.wav``, then ``<ID>_s<n>.wav`` and ``<ID>_s<n>_estimate.wav`` per
+        source. Mixture and references are written as they are; each estimate is scaled to a
+        peak of 0.9, so players that clip beyond full scale play it intact.
+
+        Arguments
+        ---------
+        utterance_id : str
+            The utterance's ID.
+        mix : torch.Tensor
+            [L].
+        refs, ests : torch.Tensor
+            [L, S], estimates in their best permutation.
+        """
+        folder = os.path.join(self.hparams.output_folder, "audio_results")
+        os.makedirs(folder, exist_ok=True)
+        signals = {"mix": mix}
+        for source in range(refs.shape[1]):
+            estimate = ests[:, source]
+            signals[f"s{source + 1}"] = refs[:, source]
+            signals[f"s{source + 1}_estimate"] = ESTIMATE_PEAK * estimate / estimate.abs().max().clamp_min(1e-8)
+        for name, signal in signals.items():
+            path = os.path.join(folder, f"{utterance_id}_{name}.wav")
+            sf.write(path, signal.cpu().numpy(), self.hparams.sample_rate, subtype="FLOAT")
 
     def on_stage_start(self, stage, epoch=None):
         """Start the training clock, or reset the per-utterance results."""
         if stage == sb.Stage.TRAIN:
             self.training_clock.start()
+            self.easy_batches = 0
         elif stage == sb.Stage.VALID:
             self.valid_improvements = []
         else:
@@ -124,6 +296,8 @@ class SeparationBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.training_clock.stop()
             self.train_stats = {"snr": -stage_loss, "nonfinite_batches": self.nonfinite_count}
+            if getattr(self.hparams, "threshold_byloss", False):
+                self.train_stats["easy_batches"] = self.easy_batches
             if self.training_budget_spent:
                 logger.info("training time budget (%s min) spent", self.hparams.max_train_minutes)
             return

@@ -20,8 +20,10 @@ TINY_OVERRIDES = [
 ]
 
 
-def write_corpus(root, num_spks=2, sizes=(("train", 4), ("valid", 2), ("test", 2)), seconds=0.5, sample_rate=16000):
-    """Synthetic separation corpus: harmonic sources with onsets, SpeechBrain CSVs per split."""
+def write_corpus(root, num_spks=2, sizes=(("train", 4), ("valid", 2), ("test", 2)), seconds=0.5, sample_rate=16000,
+                  with_speakers=False):
+    """Synthetic separation corpus: harmonic sources with onsets, SpeechBrain CSVs per split; with
+    ``with_speakers`` also ``s<i>_spk`` columns (num_spks + 1 speakers, distinct within a row)."""
     import csv
     import math
 
@@ -47,9 +49,12 @@ def write_corpus(root, num_spks=2, sizes=(("train", 4), ("valid", 2), ("test", 2
                 sf.write(paths[f"s{spk}_wav"], source.numpy(), sample_rate)
             paths["mix_wav"] = str(root / f"{item}_mix.wav")
             sf.write(paths["mix_wav"], torch.stack(sources).sum(0).numpy(), sample_rate)
-            rows.append({"ID": item, "duration": seconds, **paths})
+            speakers = {f"s{spk}_spk": f"v{(index + spk) % (num_spks + 1)}" for spk in range(1, num_spks + 1)}
+            rows.append({"ID": item, "duration": seconds, **paths, **(speakers if with_speakers else {})})
+        columns = ["ID", "duration", "mix_wav"] + [f"s{i}_wav" for i in range(1, num_spks + 1)]
+        columns += [f"s{i}_spk" for i in range(1, num_spks + 1)] if with_speakers else []
         with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["ID", "duration", "mix_wav"] + [f"s{i}_wav" for i in range(1, num_spks + 1)])
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     return root

@@ -14,6 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS
+from spmamba_sb.data.simulation_config import BACKGROUND_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,6 @@ SPLITS = ("train", "valid", "test")
 #: A split gets at least this many speakers when the pool has eight times as many: a small
 #: evaluation split then still holds several voices instead of one pair.
 MIN_SPLIT_SPEAKERS = 8
-BACKGROUND_KINDS = ("noise", "sfx", "music")
 #: Folder names that put the files below them into a split (WHAM! and DnR v2: tr/cv/tt; DnR v3: train/val/test).
 SPLIT_FOLDER_NAMES = {"train": ("tr", "train"), "valid": ("cv", "val", "valid", "dev"), "test": ("tt", "test")}
 #: DnR keeps one file per stem in each clip folder; these are the stems each kind takes.

@@ -15,10 +15,9 @@ import numpy as np
 from scipy.signal import oaconvolve
 
 from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio
-from spmamba_sb.data.corpora import BACKGROUND_KINDS
 from spmamba_sb.data.loudness import gain_to_loudness, measure_loudness
 from spmamba_sb.data.room import RoomSimulator
-from spmamba_sb.data.simulation_config import SimulationConfig
+from spmamba_sb.data.simulation_config import BACKGROUND_KINDS, SimulationConfig
 from spmamba_sb.data.timeline import NoReadableFilesError, draw_segments, render_segments
 
 logger = logging.getLogger(__name__)
@@ -150,10 +149,10 @@ class MixtureSimulator:
         for speaker in speakers:
             speaker["lufs_target"] = self._target(rng, "speech")
         backgrounds = {}
-        for kind in BACKGROUND_KINDS:
+        for kind in config.backgrounds:
             backgrounds[kind] = {"segments": self._draw_background(rng, kind, sources[kind], load, skipped),
                                  "lufs_target": self._target(rng, kind)}
-        room = self.room_simulator.draw(rng, num_sources=len(speakers) + len(BACKGROUND_KINDS))
+        room = self.room_simulator.draw(rng, num_sources=len(speakers) + len(backgrounds))
         metadata = {"version": METADATA_VERSION, "id": mixture_id, "sample_rate": config.sample_rate,
                     "num_samples": config.num_samples, "duration": config.num_samples / config.sample_rate,
                     "num_channels": config.num_channels, "audio_subtype": config.audio_subtype,
@@ -201,7 +200,8 @@ class MixtureSimulator:
         """Signals of a drawn mixture; with ``measure``, set the gains and record them in ``metadata``."""
         config = self.config
         length = config.num_samples
-        classes = [*metadata["speakers"], *(metadata["backgrounds"][kind] for kind in BACKGROUND_KINDS)]
+        kinds = [kind for kind in BACKGROUND_KINDS if kind in metadata["backgrounds"]]
+        classes = [*metadata["speakers"], *(metadata["backgrounds"][kind] for kind in kinds)]
         impulse_responses = self.room_simulator.impulse_responses(metadata["room"])
         images = []
         for entry, responses in zip(classes, impulse_responses):
@@ -213,7 +213,7 @@ class MixtureSimulator:
                 entry["gain"] = gain_to_loudness(loudness, entry["lufs_target"])
             images.append(entry["gain"] * image)
         num_speakers = len(metadata["speakers"])
-        background = np.sum(images[num_speakers:], axis=0)  # [C, L]
+        background = np.sum([np.zeros((config.num_channels, length)), *images[num_speakers:]], axis=0)  # [C, L]
         parts = [*images[:num_speakers], background]
         if measure:
             peak = max(float(np.max(np.abs(np.sum(parts, axis=0)))), *(float(np.max(np.abs(part))) for part in parts))
@@ -230,6 +230,6 @@ class MixtureSimulator:
             mix += signals[f"s{index + 1}"]
         signals["mix"] = mix
         if include_backgrounds:
-            for kind, image in zip(BACKGROUND_KINDS, images[num_speakers:]):
+            for kind, image in zip(kinds, images[num_speakers:]):
                 signals[f"background_{kind}"] = (rescale * image).astype(np.float32)
         return signals

@@ -174,7 +174,8 @@ def write_csv(output: str, split: str, num_mixtures: int, num_speakers: int, csv
     """Write ``<output>/<split>.csv`` in SpeechBrain's separation format from the metadata files.
 
     Columns: ``ID, duration``, then ``<stream>_wav, <stream>_wav_format, <stream>_wav_opts`` for
-    ``mix``, ``s1`` ... ``sN`` and ``noise``.
+    ``mix``, ``s1`` ... ``sN`` and ``noise``, then each source's speaker, ``s1_spk`` ... ``sN_spk``
+    (which dynamic mixing needs).
 
     Arguments
     ---------
@@ -213,6 +214,7 @@ def write_csv(output: str, split: str, num_mixtures: int, num_speakers: int, csv
     header = ["ID", "duration"]
     for name in stream_names(num_speakers):
         header += [f"{name}_wav", f"{name}_wav_format", f"{name}_wav_opts"]
+    header += [f"s{index + 1}_spk" for index in range(num_speakers)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -221,13 +223,13 @@ def write_csv(output: str, split: str, num_mixtures: int, num_speakers: int, csv
         audio, metadata_path = _paths(root, split, identifier, num_speakers)
         if not _is_complete(root, split, identifier, num_speakers):
             raise FileNotFoundError(f"mixture {identifier} in '{root}' is incomplete; rerun the preparation")
-        duration = json.loads(metadata_path.read_text(encoding="utf-8"))["duration"]
-        row = [identifier, f"{duration:.4f}"]
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        row = [identifier, f"{metadata['duration']:.4f}"]
         for name in stream_names(num_speakers):
             path = str(audio[name]) if csv_paths == "absolute" else \
                 "$data_root/" + audio[name].relative_to(root).as_posix()
             row += [path, "wav", ""]
-        writer.writerow(row)
+        writer.writerow(row + [speaker["speaker"] for speaker in metadata["speakers"]])
     path = root / f"{split}.csv"
     write_text_atomic(path, buffer.getvalue())
     return str(path)

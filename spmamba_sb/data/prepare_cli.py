@@ -15,9 +15,12 @@ from typing import Any, Dict, List, Optional
 from spmamba_sb.data.corpora import Corpora
 from spmamba_sb.data.demo_corpus import DEMO_DURATION, DEMO_HOURS, prepare_demo
 from spmamba_sb.data.prepare import CSV_PATH_STYLES, PAPER_HOURS, prepare_echo2mix
-from spmamba_sb.data.simulation_config import AUDIO_SUBTYPES, SimulationConfig
+from spmamba_sb.data.simulation_config import AUDIO_SUBTYPES, BACKGROUND_KINDS, SimulationConfig
 
 logger = logging.getLogger(__name__)
+
+#: Settings of ``spmamba-prepare-demo --preset``, as parsed arguments.
+DEMO_PRESETS = {"clean": {"backgrounds": ["none"], "rt60": [0.1, 0.3]}}
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser, hours: Dict[str, float], duration: float) -> None:
@@ -32,6 +35,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser, hours: Dict[str, floa
                         help="microphones; more than 1 writes multi-channel wavs (default 1)")
     parser.add_argument("--rt60", type=float, nargs=2, metavar=("LOW", "HIGH"),
                         help="reverberation time range in s (default 0.2 0.8)")
+    parser.add_argument("--backgrounds", nargs="+", choices=[*BACKGROUND_KINDS, "none"],
+                        help="background classes in every mixture (default: noise sfx music); none: clean speech")
     parser.add_argument("--audio-subtype", choices=AUDIO_SUBTYPES, default="FLOAT",
                         help="wav sample format (default FLOAT: exact sums; PCM_16 halves the size)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -59,6 +64,10 @@ def _simulation_options(parser: argparse.ArgumentParser, args: argparse.Namespac
             options[key] = value
     if args.rt60 is not None:
         options["rt60"] = tuple(args.rt60)
+    if args.backgrounds is not None:
+        if "none" in args.backgrounds and len(args.backgrounds) > 1:
+            parser.error("--backgrounds none cannot be combined with background classes")
+        options["backgrounds"] = tuple(kind for kind in args.backgrounds if kind != "none")
     options["audio_subtype"] = args.audio_subtype
     return options
 
@@ -153,7 +162,13 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
                         help="utterances per speaker (default: grows with the hours)")
     parser.add_argument("--num-noise-files", type=int, help="synthetic noise files (default: grows with the hours)")
     parser.add_argument("--num-clips", type=int, help="synthetic effects + music clips (default: grows with the hours)")
+    parser.add_argument("--preset", choices=sorted(DEMO_PRESETS),
+                        help="clean: two voices in mildly reverberant rooms and nothing else (--backgrounds none "
+                             "--rt60 0.1 0.3); explicit options win")
     args = parser.parse_args(argv)
+    for key, value in DEMO_PRESETS.get(args.preset, {}).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sizes = {"num_voices": args.num_voices, "utterances_per_voice": args.utterances_per_voice,
              "num_noise_files": args.num_noise_files, "num_clips": args.num_clips}

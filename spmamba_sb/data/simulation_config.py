@@ -9,6 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 #: noise; we put it with music, as a bed under the speech.
 DEFAULT_LOUDNESS = {"speech": -17.0, "noise": -24.0, "sfx": -21.0, "music": -24.0}
 AUDIO_SUBTYPES = ("FLOAT", "PCM_24", "PCM_16")
+#: Background classes a mixture can hold.
+BACKGROUND_KINDS = ("noise", "sfx", "music")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class SimulationConfig:
         Speakers per mixture (files ``s1`` ... ``sN``).
     num_channels : int
         Microphones: 1 is mono; more places a circular array of radius ``array_radius`` (2: a pair).
+    backgrounds : tuple of str
+        Background classes in every mixture, among ``BACKGROUND_KINDS`` (the paper: all three;
+        none makes clean, reverberant mixtures).
     speech_lufs, noise_lufs, sfx_lufs, music_lufs : float
         Loudness centre of each class in LUFS, measured at the first microphone after reverberation.
     loudness_spread : float
@@ -72,6 +77,7 @@ class SimulationConfig:
     duration: float = 60.0
     num_speakers: int = 2
     num_channels: int = 1
+    backgrounds: Tuple[str, ...] = BACKGROUND_KINDS
     speech_lufs: float = DEFAULT_LOUDNESS["speech"]
     noise_lufs: float = DEFAULT_LOUDNESS["noise"]
     sfx_lufs: float = DEFAULT_LOUDNESS["sfx"]
@@ -99,6 +105,9 @@ class SimulationConfig:
 
         for name in ("utterance_gap", "sfx_gap", "rt60", "room_min", "room_max"):
             object.__setattr__(self, name, tuple(float(value) for value in getattr(self, name)))
+        check(len(set(self.backgrounds)) == len(self.backgrounds) and set(self.backgrounds) <= set(BACKGROUND_KINDS),
+              "backgrounds", f"must be distinct kinds among {BACKGROUND_KINDS}")
+        object.__setattr__(self, "backgrounds", tuple(kind for kind in BACKGROUND_KINDS if kind in self.backgrounds))
         check(isinstance(self.sample_rate, int) and self.sample_rate >= 4000, "sample_rate",
               "must be an integer of at least 4000 Hz")
         check(self.duration >= 1.0, "duration", "must be at least 1 second (loudness is measured on 0.4 s blocks)")

@@ -142,3 +142,21 @@ def test_time_budget_stops_training_then_rerun_only_tests(tmp_path):
     assert "already spent" in again.stdout
     assert [line for line in _log_lines(out) if line.startswith("epoch:")] == epochs
     assert len([line for line in _log_lines(out) if line.startswith("epoch loaded")]) == 2
+
+
+def test_dynamic_mixing_trains_on_the_training_sources(tmp_path):
+    """``--dynamic_mixing True``: training draws new mixtures of train.csv's speakers (the
+    stream itself is tested in tests/unit/data/test_dynamic_mixing.py); validation and test
+    stay on the fixed mixtures."""
+    data = write_corpus(tmp_path / "data", sizes=(("train", 4), ("valid", 2), ("test", 2)), with_speakers=True)
+    out = tmp_path / "exp"
+    command = _train_command(data, out, "--dynamic_mixing", "True", "--train_epoch_size", "6")
+    result = subprocess.run(command, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    epochs = [line for line in _log_lines(out) if line.startswith("epoch:")]
+    assert len(epochs) == 2 and all("valid si-snr_i: " in line for line in epochs)
+    assert os.path.exists(out / "test_results.csv")
+    unlabelled = write_corpus(tmp_path / "plain", sizes=(("train", 2), ("valid", 1), ("test", 1)))
+    failed = subprocess.run(_train_command(unlabelled, tmp_path / "exp2", "--dynamic_mixing", "True"),
+                            cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert failed.returncode != 0 and "s1_spk" in failed.stdout

@@ -17,7 +17,7 @@ STOCK_KEYS = [
     "loss_upper_lim", "threshold_byloss", "threshold", "limit_training_signal_len", "training_signal_len",
     "use_speedperturb", "use_rand_shift", "use_wavedrop", "use_wham_noise", "dynamic_mixing",
     "dataloader_opts", "N_epochs", "sample_rate", "data_folder", "train_data", "valid_data", "test_data",
-    "skip_prep", "save_audio", "n_audio_to_save", "min_shift", "max_shift",
+    "skip_prep", "save_audio", "n_audio_to_save", "min_shift", "max_shift", "speed_perturb", "drop_freq", "drop_chunk",
 ]
 
 
@@ -31,6 +31,8 @@ def test_loads_and_builds(path, tmp_path):
         hparams = load_hyperpyyaml(handle, {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out")})
     missing = [key for key in STOCK_KEYS if key not in hparams]
     assert not missing
+    assert not any(hparams[flag] for flag in ("use_speedperturb", "use_rand_shift", "use_wavedrop", "threshold_byloss"))
+    assert hparams["speed_perturb"].orig_freq == hparams["sample_rate"]
     assert isinstance(hparams["lr_scheduler"], ReduceLROnPlateau)
     assert hparams["lr_scheduler"].factor == 0.5 and hparams["lr_scheduler"].patience == 10
     assert hparams["epoch_counter"].limit_to_stop == 20

@@ -132,3 +132,13 @@ def test_too_few_speakers(sources, make_config):
     few = dict(sources, speakers=dict(list(sources["speakers"].items())[:1]))
     with pytest.raises(ValueError, match="num_speakers=2 but only 1 speakers"):
         MixtureSimulator(make_config()).simulate(np.random.default_rng(0), few)
+
+
+def test_clean_mixtures_hold_only_the_speakers(sources, make_config):
+    simulator = MixtureSimulator(make_config(backgrounds=()))
+    signals, metadata = simulator.simulate(np.random.default_rng(0), sources, "clean")
+    assert metadata["backgrounds"] == {} and len(metadata["room"]["sources"]) == 2
+    assert not np.any(signals["noise"])
+    assert np.max(np.abs(signals["mix"] - signals["s1"] - signals["s2"])) < 1e-6
+    rebuilt = simulator.rebuild(json.loads(json.dumps(metadata)))
+    assert all(np.allclose(rebuilt[name], signals[name], atol=1e-6) for name in signals)

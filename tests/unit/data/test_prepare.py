@@ -48,10 +48,13 @@ def test_csvs_list_every_mixture_in_speechbrain_format(dataset):
             rows = list(csv.DictReader(handle))
         assert list(rows[0]) == ["ID", "duration", "mix_wav", "mix_wav_format", "mix_wav_opts", "s1_wav",
                                  "s1_wav_format", "s1_wav_opts", "s2_wav", "s2_wav_format", "s2_wav_opts",
-                                 "noise_wav", "noise_wav_format", "noise_wav_opts"]
+                                 "noise_wav", "noise_wav_format", "noise_wav_opts", "s1_spk", "s2_spk"]
         assert [row["ID"] for row in rows] == [f"{split}_{index:06d}" for index in range(count)]
         for row in rows:
             assert float(row["duration"]) == 2.0 and row["mix_wav_format"] == "wav"
+            metadata = json.loads((output / split / "metadata" / f"{row['ID']}.json").read_text())
+            assert [row["s1_spk"], row["s2_spk"]] == [speaker["speaker"] for speaker in metadata["speakers"]]
+            assert row["s1_spk"] != row["s2_spk"]
             for stream in ("mix", "s1", "s2", "noise"):
                 assert os.path.isabs(row[f"{stream}_wav"]) and sf.info(row[f"{stream}_wav"]).samplerate == 8000
 

@@ -45,3 +45,18 @@ def test_argument_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         demo_main(["--out", str(tmp_path), "--option", "reverb=1"])
     assert "--option 'reverb=1': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_backgrounds_option_and_the_clean_demo_preset(tmp_path, monkeypatch):
+    import spmamba_sb.data.prepare_cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "prepare_demo", lambda output, **kwargs: seen.update(kwargs["simulation_options"]) or
+                        {"made": 0, "num_mixtures": {}, "csv": {}})
+    assert demo_main(["--out", str(tmp_path), "--preset", "clean", "--no-progress"]) == 0
+    assert seen["backgrounds"] == () and seen["rt60"] == (0.1, 0.3)
+    assert demo_main(["--out", str(tmp_path), "--preset", "clean", "--rt60", "0.2", "0.4", "--backgrounds", "noise",
+                      "--no-progress"]) == 0
+    assert seen["backgrounds"] == ("noise",) and seen["rt60"] == (0.2, 0.4)  # explicit options win
+    with pytest.raises(SystemExit):
+        demo_main(["--out", str(tmp_path), "--backgrounds", "none", "music"])
