@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A model that separates in one short GPU run: SPMamba (8 kHz) under hparams/spmamba-8k-quick.yaml
+# on clean two-speaker demo mixtures, through the public commands only. Stages (each resumes):
+#
+#   benchmarks/quick_separation.sh prepare            # clean 8 kHz demo corpus (CPU, parallel)
+#   benchmarks/quick_separation.sh train [MINUTES]    # the quick recipe for MINUTES (default BUDGET), then test
+#   benchmarks/quick_separation.sh ablation [MINUTES] # fixed mixtures / dynamic mixing / + augmentation,
+#                                                     #   ABLATION minutes each (default 8)
+#   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
+#   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation
+#   benchmarks/quick_separation.sh all                # prepare, train, plot, check
+#
+# Settings (environment): DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
+# (training hours of fixed mixtures, default 3), VOICES (synthetic speakers, default 150), SEED,
+# WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick; tfgridnet runs use
+# MODEL_ARGS for the baseline's overrides) and EXTRA_ARGS (more train.py overrides).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=${DATA:-data/demo-clean-8k}
+RESULTS=${RESULTS:-results/quick}
+BUDGET=${BUDGET:-25}
+ABLATION=${ABLATION:-8}
+HOURS=${HOURS:-3}
+VOICES=${VOICES:-150}
+SEED=${SEED:-1234}
+WORKERS=${WORKERS:-$(nproc)}
+DEVICE=${DEVICE:-cuda}
+MODEL=${MODEL:-spmamba-8k-quick}
+PYTHON=${PYTHON:-python3}
+
+experiment() { echo "$RESULTS/$1/$SEED"; }
+
+prepare() {
+    spmamba-prepare-demo --out "$DATA" --preset clean --sample-rate 8000 --hours-train "$HOURS" \
+        --hours-valid 0.2 --hours-test 0.1 --num-voices "$VOICES" --seed 0 --num-workers "$WORKERS" --no-progress
+}
+
+train() {  # NAME MINUTES [overrides...]
+    local name=$1 minutes=$2
+    shift 2
+    "$PYTHON" train.py "hparams/$MODEL.yaml" --data_folder "$DATA" --output_folder "$(experiment "$name")" \
+        --seed "$SEED" --max_train_minutes "$minutes" --device "$DEVICE" ${MODEL_ARGS:-} ${EXTRA_ARGS:-} "$@"
+}
+
+ablation() {  # MINUTES
+    train fixed "$1" --dynamic_mixing False
+    train dynamic "$1"
+    train dynamic-augmented "$1" --use_speedperturb True --use_rand_shift True --use_wavedrop True
+    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/ablation.png" "fixed=$(experiment fixed)" \
+        "dynamic mixing=$(experiment dynamic)" "dynamic mixing + augmentation=$(experiment dynamic-augmented)" \
+        | tee "$RESULTS/ablation.json"
+}
+
+plot() {
+    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/valid_si_snri.png" "$MODEL=$(experiment "$MODEL")" \
+        | tee "$RESULTS/summary.json"
+}
+
+check() {
+    local mixture="$DATA/test/mix/test_000000.wav"
+    spmamba-export "$(experiment "$MODEL")" --out "$RESULTS/model"
+    spmamba-separate "$mixture" --model "$RESULTS/model" --out "$RESULTS/separated" --overwrite --device "$DEVICE"
+    "$PYTHON" benchmarks/check_exported_model.py "$RESULTS/model" "$DATA/test.csv" test_000000 \
+        --separated "$RESULTS"/separated/test_000000_s*.wav --device "$DEVICE" | tee "$RESULTS/exported_model.json"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    train) train "$MODEL" "${2:-$BUDGET}" ;;
+    ablation) ablation "${2:-$ABLATION}" ;;
+    plot) plot ;;
+    check) check ;;
+    all) prepare; train "$MODEL" "$BUDGET"; plot; check ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
+esac
