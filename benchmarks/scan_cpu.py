@@ -3,7 +3,7 @@
 Three implementations run on the same random fp32 inputs (fixed seed), with the step-size
 bias, softplus, skip term ``D`` and gate ``z`` that the SPMamba mixer passes:
 
-* ``ours``: :func:`spmamba_sb.nnet.scan.selective_scan_torch` (chunked log-depth scan),
+* ``ours``: :func:`spmamba_sb.nnet.scan_torch.selective_scan_torch` (chunked log-depth scan),
 * ``reference``: :func:`spmamba_sb.nnet.scan.selective_scan_reference` (one step at a time),
 * ``mambapy``: the Blelloch parallel scan ``mambapy.pscan.pscan`` (PyPI ``mambapy``), fed
   full [batch, L, d, n] decay and drive tensors, as ``mambapy.mamba`` does.
@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from mambapy.pscan import pscan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout's package
-from spmamba_sb.nnet.scan import selective_scan_reference, selective_scan_torch
+from spmamba_sb.nnet.scan_torch import selective_scan_reference, selective_scan_torch
 
 # (batch, L, d, n, modes)
 BOTH = ("forward", "forward_backward")

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spmamba_sb.nnet.scan import check_backend, resolve_backend, selective_scan
+from spmamba_sb.nnet.scan import check_backend, resolve_backend, run_scan
 
 
 class DtProjection(nn.Linear):
@@ -116,10 +116,6 @@ class MambaMixer(nn.Module):
             self.A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
             self.D.fill_(1.0)
 
-    def no_weight_decay(self) -> set:
-        """Names of parameters to exclude from weight decay (as mamba-ssm marks them)."""
-        return {"A_log", "D"}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mix along the sequence.
 
@@ -161,7 +157,8 @@ class MambaMixer(nn.Module):
         steps = self.x_proj.weight @ hidden.flatten(1)  # [dt_rank + 2*d_state, rows*L]
         dt, B, C = steps.view(-1, rows, seq_len).split([self.dt_rank, self.d_state, self.d_state])
         delta = (self.dt_proj.weight @ dt.flatten(1)).view(self.d_inner, rows, seq_len)  # bias added in the scan
-        y = selective_scan(
+        y = run_scan(
+            backend,
             hidden.transpose(0, 1),  # [rows, d_inner, L] views
             delta.transpose(0, 1),
             -torch.exp(self.A_log.float()),
@@ -171,6 +168,5 @@ class MambaMixer(nn.Module):
             z=gate.transpose(0, 1),
             delta_bias=self.dt_proj.bias,
             delta_softplus=True,
-            backend=backend,
         ).transpose(0, 1)  # [d_inner, rows, L]
         return (self.out_proj.weight @ y.reshape(self.d_inner, -1)).view(self.d_model, rows, seq_len)

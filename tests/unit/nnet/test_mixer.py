@@ -45,7 +45,6 @@ def test_initialisation_follows_mamba():
     bound = mixer.dt_rank**-0.5
     assert mixer.dt_proj.weight.abs().max() <= bound
     assert mixer.in_proj.bias is None and mixer.x_proj.bias is None and mixer.out_proj.bias is None
-    assert mixer.no_weight_decay() == {"A_log", "D"}
 
 
 def test_forward_shape_backend_and_gradients():
@@ -91,13 +90,13 @@ def test_scan_inputs_are_views_of_the_projections(monkeypatch):
 
     mixer = MambaMixer(8, d_state=4, expand=2, scan_backend="torch")
     seen = {}
-    real_scan = mixer_module.selective_scan
+    real_scan = mixer_module.run_scan
 
-    def spy(u, delta, A, B, C, D=None, z=None, **kwargs):
+    def spy(backend, u, delta, A, B, C, D=None, z=None, **kwargs):
         seen.update(u=u, delta=delta, B=B, C=C, z=z)
-        return real_scan(u, delta, A, B, C, D=D, z=z, **kwargs)
+        return real_scan(backend, u, delta, A, B, C, D=D, z=z, **kwargs)
 
-    monkeypatch.setattr(mixer_module, "selective_scan", spy)
+    monkeypatch.setattr(mixer_module, "run_scan", spy)
     rows, length = 3, 11
     mixer(torch.randn(8, rows, length))
     assert seen["u"].shape == seen["delta"].shape == seen["z"].shape == (rows, 16, length)
@@ -107,3 +106,20 @@ def test_scan_inputs_are_views_of_the_projections(monkeypatch):
     assert seen["B"].untyped_storage().data_ptr() == seen["C"].untyped_storage().data_ptr()
     assert seen["z"].storage_offset() == 16 * rows * length
     assert not seen["u"].is_contiguous()  # a transposed view of [d_inner, rows, L], not a copy
+
+
+def test_backend_is_resolved_once_per_forward(monkeypatch):
+    import spmamba_sb.nnet.mixer as mixer_module
+    import spmamba_sb.nnet.scan as scan_module
+
+    calls = []
+    real = scan_module.resolve_backend
+
+    def counting(requested, device):
+        calls.append(requested)
+        return real(requested, device)
+
+    monkeypatch.setattr(mixer_module, "resolve_backend", counting)
+    monkeypatch.setattr(scan_module, "resolve_backend", counting)
+    MambaMixer(8, d_state=4, expand=2)(torch.randn(8, 3, 21))
+    assert calls == ["auto"]

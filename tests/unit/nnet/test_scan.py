@@ -9,8 +9,9 @@ import textwrap
 import pytest
 import torch
 
-from spmamba_sb.nnet import scan
-from spmamba_sb.nnet.scan import resolve_backend, selective_scan, selective_scan_reference, selective_scan_torch
+from spmamba_sb.nnet import scan, scan_torch
+from spmamba_sb.nnet.scan import resolve_backend, selective_scan
+from spmamba_sb.nnet.scan_torch import selective_scan_reference, selective_scan_torch
 
 
 def _inputs(batch, length, channels, n_state, delta_scale=1.0, seed=0):
@@ -59,9 +60,9 @@ def test_torch_scan_matches_recurrence(batch, length, channels, n_state, delta_s
 def test_step_by_step_path_and_row_blocks_match_recurrence(monkeypatch, block_rows):
     """The CPU step-by-step loop (forced on small states), with and without blocks of rows."""
     batch, channels, n_state = 5, 6, 4
-    monkeypatch.setattr(scan, "SEQUENTIAL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(scan_torch, "SEQUENTIAL_MIN_ELEMENTS", 1)
     if block_rows is not None:
-        monkeypatch.setattr(scan, "SEQUENTIAL_BLOCK_ELEMENTS", block_rows * channels * n_state)
+        monkeypatch.setattr(scan_torch, "SEQUENTIAL_BLOCK_ELEMENTS", block_rows * channels * n_state)
     inputs = _inputs(batch, 70, channels, n_state)
     y, grads = _grads(lambda **kw: selective_scan_torch(**kw, chunk_size=16), inputs)
     y_ref, grads_ref = _grads(selective_scan_reference, inputs)
@@ -74,15 +75,17 @@ def test_step_by_step_path_and_row_blocks_match_recurrence(monkeypatch, block_ro
 @pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler")
 @pytest.mark.parametrize("sequential_min", [1, None])
 def test_compiled_scan_matches_recurrence(monkeypatch, sequential_min):
-    """The opt-in torch.compile path, step by step and log-depth, with a padded last chunk."""
+    """The opt-in torch.compile path, step by step and log-depth, with a padded last chunk,
+    switched on from the environment."""
     monkeypatch.setenv(scan.COMPILE_ENV_VAR, "1")
-    monkeypatch.setattr(scan, "_compiled_cache", {})
+    monkeypatch.setattr(scan_torch, "_compiled_cache", {})
     if sequential_min is not None:
-        monkeypatch.setattr(scan, "SEQUENTIAL_MIN_ELEMENTS", sequential_min)
+        monkeypatch.setattr(scan_torch, "SEQUENTIAL_MIN_ELEMENTS", sequential_min)
     inputs = _inputs(3, 21, 6, 4)
     with torch.no_grad():
-        y = selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8)
-    assert scan._compiled_cache["fn"] is not None
+        y = selective_scan(**inputs, delta_softplus=True, backend="torch", chunk_size=8)
+    algorithm = scan_torch.scan_steps if sequential_min is not None else scan_torch.scan_log_depth
+    assert scan_torch._compiled_cache[algorithm] is not None
     _close(y, selective_scan_reference(**inputs, delta_softplus=True))
 
 
@@ -90,13 +93,12 @@ def test_failed_compilation_warns_once_and_runs_eagerly(monkeypatch, caplog):
     def broken(*args):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setenv(scan.COMPILE_ENV_VAR, "1")
-    monkeypatch.setattr(scan, "_compiled_cache", {})
+    monkeypatch.setattr(scan_torch, "_compiled_cache", {})
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: broken)
     inputs = _inputs(2, 21, 4, 3)
-    with caplog.at_level(logging.WARNING, logger=scan.__name__), torch.no_grad():
-        y = selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8)
-        selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8)
+    with caplog.at_level(logging.WARNING, logger=scan_torch.__name__), torch.no_grad():
+        y = selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8, compiled=True)
+        selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8, compiled=True)
     assert sum("torch.compile" in r.getMessage() for r in caplog.records) == 1
     _close(y, selective_scan_reference(**inputs, delta_softplus=True))
 
@@ -112,19 +114,21 @@ def test_bf16_inputs_scan_in_fp32():
 
 def test_chunks_are_bounded(monkeypatch):
     seen = []
-    real_chunk = scan._scan_chunk
 
-    def spy(state, u, *rest):
-        seen.append(u.shape[1])
-        return real_chunk(state, u, *rest)
+    def spy(algorithm):
+        def run(state, u, *rest):
+            seen.append(u.shape[1])
+            return algorithm(state, u, *rest)
+        return run
 
-    monkeypatch.setattr(scan, "_scan_chunk", spy)
+    for name in ("scan_steps", "scan_log_depth"):
+        monkeypatch.setattr(scan_torch, name, spy(getattr(scan_torch, name)))
     selective_scan_torch(**_inputs(1, 3000, 4, 3), chunk_size=64)
     assert max(seen) == 64 and sum(seen) == 3000
     seen.clear()
     # default chunking keeps one [B, chunk, D, N] tensor near CHUNK_ELEMENTS
     selective_scan_torch(**_inputs(64, 200, 256, 16))
-    assert max(seen) * 64 * 256 * 16 <= scan.CHUNK_ELEMENTS["cpu"]
+    assert max(seen) * 64 * 256 * 16 <= scan_torch.CHUNK_ELEMENTS["cpu"]
 
 
 def test_backend_names_and_env(monkeypatch):

@@ -17,7 +17,7 @@ SCAN_CHECK = textwrap.dedent(
     import json, sys
     import torch
     from spmamba_sb.nnet import scan_triton
-    from spmamba_sb.nnet.scan import selective_scan_reference
+    from spmamba_sb.nnet.scan_torch import selective_scan_reference
     from spmamba_sb.nnet.scan_triton import selective_scan_triton
 
     rows, channels, n_state, length, full, time_major, large_delta, checkpoint, min_chunk = json.loads(sys.argv[1])
