@@ -9,7 +9,9 @@ import time
 from typing import List, Optional, Set
 
 from spmamba_sb.data.audio_io import write_audio_atomic
-from spmamba_sb.inference import MODEL_FILES, AudioInputError, SPMambaSeparation, export_model, keep_freed_memory
+from spmamba_sb.inference import (
+    MODEL_FILES, OUTPUT_RATES, AudioInputError, SPMambaSeparation, export_model, keep_freed_memory,
+)
 
 
 def export_main(argv: Optional[List[str]] = None) -> None:
@@ -34,6 +36,11 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     exist already) gets one "spmamba-separate: error: <file>: <problem>" line on stderr and the
     other files go on; the exit status is then 1. A bad --model or --out exits with status 1,
     bad chunk settings with 2.
+
+    Each separated file prints "<file>: <duration> s separated into <S> sources in <time> s
+    (<time / duration>x real time)" on stdout. A file that goes in more than one chunk shows a
+    progress bar over its chunks on stderr (--quiet turns it off); there is no bar over the
+    files, as the result lines already count them and a second bar would be redrawn among them.
     """
     parser = argparse.ArgumentParser(prog="spmamba-separate", description=separate_main.__doc__)
     parser.add_argument("inputs", nargs="+", help="audio files (any rate; channels are averaged)")
@@ -43,6 +50,9 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--chunk-seconds", type=float, default=8.0, help="longer files go in chunks")
     parser.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of consecutive chunks")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--output-rate", choices=OUTPUT_RATES, default="model",
+                        help="write at the model's sample rate, or resample back to each input's")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     warnings_only = logging.StreamHandler()
     warnings_only.setLevel(logging.WARNING)  # SpeechBrain sets its own loggers to INFO
@@ -60,7 +70,7 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     except OSError as error:
         _print_error(f"--out {args.out}: cannot create the folder ({error.strerror or error})")
         raise SystemExit(1)
-    rate, num_spks = separator.hparams.sample_rate, separator.hparams.num_spks
+    num_spks = separator.hparams.num_spks
     written: Set[str] = set()  # outputs of this run, which a later input must not replace
     failures = 0
     for path in args.inputs:
@@ -69,7 +79,10 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
         start = time.perf_counter()
         try:
             _check_outputs(path, outputs, written, args.overwrite)
-            sources = separator.separate_file(path, args.chunk_seconds, args.overlap_seconds)[0]  # [L, S]
+            sources = separator.separate_file(  # [L, S]
+                path, args.chunk_seconds, args.overlap_seconds, progress=not args.quiet, output_rate=args.output_rate,
+            )[0]
+            rate = separator.output_sample_rate(path, args.output_rate)
             for output, source in zip(outputs, sources.T.contiguous()):  # source: [L]
                 write_audio_atomic(output, source.numpy(), rate)
         except (AudioInputError, OSError) as error:  # this file's problem: report it, go on with the next
@@ -77,8 +90,9 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
             failures += 1
             continue
         written.update(outputs)
-        seconds = sources.shape[0] / rate
-        print(f"{path}: {seconds:.1f} s separated into {num_spks} sources in {time.perf_counter() - start:.1f} s")
+        duration, elapsed = sources.shape[0] / rate, time.perf_counter() - start
+        print(f"{path}: {duration:.1f} s separated into {num_spks} sources in {elapsed:.1f} s "
+              f"({elapsed / duration:.2f}x real time)")
     if failures:
         raise SystemExit(1)
 

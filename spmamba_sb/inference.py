@@ -14,17 +14,21 @@ import shutil
 from itertools import permutations
 from typing import Optional, Tuple
 
+import soundfile as sf
 import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.inference.interfaces import Pretrained
+from tqdm import tqdm
 
-from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio
+from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio, resample
 from spmamba_sb.trio import separate
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILES = ("encoder.ckpt", "masknet.ckpt", "decoder.ckpt")
+#: Choices of ``output_rate``: the model's sample rate, or the input file's.
+OUTPUT_RATES = ("model", "input")
 
 
 def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
@@ -73,7 +77,8 @@ class SPMambaSeparation(Pretrained):
     averaging the channels, resamples to the model's rate (polyphase filter, see
     :func:`~spmamba_sb.data.audio_io.read_audio`), and separates recordings longer
     than ``chunk_seconds`` in overlapping chunks (see :meth:`separate_long`), so memory is
-    bounded by the chunk length whatever the file's. Outputs are not rescaled.
+    bounded by the chunk length whatever the file's (``progress=True`` shows a tqdm bar over the
+    chunks). Outputs are not rescaled; ``output_rate="input"`` resamples them back to the file's rate.
 
     Example
     -------
@@ -126,7 +131,7 @@ class SPMambaSeparation(Pretrained):
         return chunk, overlap
 
     def separate_long(
-        self, mix: torch.Tensor, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0
+        self, mix: torch.Tensor, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0, progress: bool = False
     ) -> torch.Tensor:
         """Separate one long mixture in overlapping chunks: [L] -> [L, S].
 
@@ -143,16 +148,21 @@ class SPMambaSeparation(Pretrained):
             Chunk length; a mixture no longer than this is separated whole.
         overlap_seconds : float
             Overlap of consecutive chunks; at most half a chunk (see :meth:`chunk_lengths`).
+        progress : bool
+            Show a tqdm bar over the chunks on stderr (only when there is more than one).
 
         Returns
         -------
         torch.Tensor
             [L, S] on the CPU.
         """
-        return self._separate_chunks(mix, *self.chunk_lengths(chunk_seconds, overlap_seconds))
+        return self._separate_chunks(mix, *self.chunk_lengths(chunk_seconds, overlap_seconds), progress)
 
-    def _separate_chunks(self, mix: torch.Tensor, chunk: int, overlap: int) -> torch.Tensor:
-        """:meth:`separate_long` with lengths in samples, already checked: [L] -> [L, S]."""
+    def _separate_chunks(
+        self, mix: torch.Tensor, chunk: int, overlap: int, progress: bool, label: Optional[str] = None
+    ) -> torch.Tensor:
+        """:meth:`separate_long` with lengths in samples, already checked, and the bar's
+        ``label``: [L] -> [L, S]."""
         length = mix.shape[-1]
         if length <= chunk:
             return self.separate_batch(mix[None])[0].cpu()
@@ -161,7 +171,8 @@ class SPMambaSeparation(Pretrained):
         output = torch.zeros(length, self.hparams.num_spks)
         weight = torch.zeros(length, 1)
         previous = None
-        for start in starts:
+        # leave=False: the bar is cleared when done, so the caller's result line takes its place
+        for start in tqdm(starts, desc=label, unit="chunk", leave=False, disable=not progress):
             estimate = self.separate_batch(mix[None, start:start + chunk])[0].cpu()  # [chunk, S]
             if previous is not None:
                 shared = previous[0] + previous[1].shape[0] - start  # samples shared with the last chunk
@@ -178,10 +189,43 @@ class SPMambaSeparation(Pretrained):
             previous = (start, estimate)
         return output / weight
 
+    def output_sample_rate(self, path: str, output_rate: str = "model") -> int:
+        """The sample rate of :meth:`separate_file`'s output for ``path``, in Hz.
+
+        Arguments
+        ---------
+        path : str
+            Audio file; read (its header only) when ``output_rate`` is ``"input"``.
+        output_rate : str
+            ``"model"``: the model's sample rate; ``"input"``: the file's.
+
+        Returns
+        -------
+        int
+            Sample rate in Hz.
+
+        Raises
+        ------
+        ValueError
+            If ``output_rate`` is not one of :data:`OUTPUT_RATES`.
+
+        Example
+        -------
+        >>> separator.output_sample_rate("mixture_44k.wav", "input")  # doctest: +SKIP
+        44100
+        """
+        _check_output_rate(output_rate)
+        return self.hparams.sample_rate if output_rate == "model" else sf.info(path).samplerate
+
     def separate_file(
-        self, path: str, chunk_seconds: float = 8.0, overlap_seconds: float = 2.0
+        self,
+        path: str,
+        chunk_seconds: float = 8.0,
+        overlap_seconds: float = 2.0,
+        progress: bool = False,
+        output_rate: str = "model",
     ) -> torch.Tensor:
-        """Separate an audio file: [1, L, S] at the model's sample rate, all samples finite.
+        """Separate an audio file: [1, L, S], all samples finite.
 
         Arguments
         ---------
@@ -189,6 +233,12 @@ class SPMambaSeparation(Pretrained):
             Audio file (wav, flac, ...; any rate, any number of channels).
         chunk_seconds, overlap_seconds : float
             See :meth:`separate_long`.
+        progress : bool
+            Show a tqdm bar over the chunks on stderr, labelled with ``path``, when the file
+            goes in more than one chunk.
+        output_rate : str
+            ``"model"``: L samples at the model's rate. ``"input"``: the sources resampled back
+            to the file's rate, as many samples as the file has (see :meth:`output_sample_rate`).
 
         Returns
         -------
@@ -202,20 +252,36 @@ class SPMambaSeparation(Pretrained):
             beyond decoding), has no samples, holds NaN/Inf samples, is shorter than one STFT
             frame at the model's rate, or separates to NaN/Inf samples.
         ValueError
-            If ``chunk_seconds`` or ``overlap_seconds`` is out of range.
+            If ``chunk_seconds``, ``overlap_seconds`` or ``output_rate`` is out of range.
+
+        Example
+        -------
+        >>> separator.separate_file("mixture_44k.wav", output_rate="input").shape  # doctest: +SKIP
+        torch.Size([1, 441000, 2])
         """
         chunk, overlap = self.chunk_lengths(chunk_seconds, overlap_seconds)
+        _check_output_rate(output_rate)
         try:
             mix = torch.from_numpy(read_audio(path, self.hparams.sample_rate)).float()  # [L]
         except UnreadableAudioError as error:
             raise AudioInputError(str(error)) from error
         try:
-            sources = self._separate_chunks(mix, chunk, overlap)  # [L, S]
+            sources = self._separate_chunks(mix, chunk, overlap, progress, label=path)  # [L, S]
         except ValueError as error:  # the model's own input checks: too short, beyond float32's range
             raise AudioInputError(f"{path}: {error}") from error
+        if output_rate == "input":
+            info = sf.info(path)
+            back = resample(sources.T.numpy(), self.hparams.sample_rate, info.samplerate)  # [S, >= frames]
+            sources = torch.from_numpy(back[:, :info.frames]).float().T  # [frames, S]
         if not torch.isfinite(sources).all():
             raise AudioInputError(f"{path}: the separated audio has NaN or Inf samples")
         return sources[None]
+
+
+def _check_output_rate(output_rate: str) -> None:
+    """Raise ``ValueError`` unless ``output_rate`` is one of :data:`OUTPUT_RATES`."""
+    if output_rate not in OUTPUT_RATES:
+        raise ValueError(f"output_rate must be one of {', '.join(map(repr, OUTPUT_RATES))}, got {output_rate!r}")
 
 
 def _align(reference: torch.Tensor, candidate: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from speechbrain.inference.separation import SepformerSeparation
 
-from spmamba_sb.data.audio_io import read_audio
+from spmamba_sb.data.audio_io import read_audio, resample
 from spmamba_sb.inference import AudioInputError, SPMambaSeparation, keep_freed_memory, write_model_folder
 from spmamba_sb.trio import Encoder, MaskNet
 
@@ -131,6 +131,43 @@ def test_chunked_matches_whole_away_from_edges(separator):
 
 
 CHUNK_MATCH_SNR_DB = 20.0
+
+
+def test_progress_bar_over_chunks_only_when_asked(separator, capsys):
+    mix = torch.randn(RATE)  # 0.25 s chunks, 0.05 s overlap: chunks start at 0, 0.2, 0.4, 0.6, 0.75 s
+    quiet = separator.separate_long(mix, 0.25, 0.05)
+    assert capsys.readouterr() == ("", "")
+    shown = separator.separate_long(mix, 0.25, 0.05, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "/5 [" in err and "chunk/s" in err
+    torch.testing.assert_close(shown, quiet)
+    separator.separate_long(mix, 1.0, 0.05, progress=True)  # one chunk: no bar
+    assert capsys.readouterr() == ("", "")
+
+
+def test_separate_file_bar_is_labelled_with_the_path(separator, tmp_path, capsys):
+    path = _write(tmp_path / "mix.wav", np.full(RATE, 0.1, np.float32), RATE)
+    separator.separate_file(path, 0.25, 0.05, progress=True)
+    assert f"{path}: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate,frames", [(8000, 4000), (16000, 8001), (44100, 22051)])
+def test_separate_file_at_the_input_rate(separator, tmp_path, rate, frames):
+    path = _write(tmp_path / "mix.wav", np.random.default_rng(0).standard_normal(frames) * 0.1, rate)
+    at_model = separator.separate_file(path)
+    at_input = separator.separate_file(path, output_rate="input")
+    assert separator.output_sample_rate(path, "input") == rate and separator.output_sample_rate(path) == RATE
+    assert at_input.shape == (1, frames, 2) and at_input.dtype == torch.float32
+    expected = resample(at_model[0].T.numpy(), RATE, rate)[:, :frames].T
+    torch.testing.assert_close(at_input[0], torch.from_numpy(expected).float())
+
+
+def test_unknown_output_rate_is_refused_before_the_file(separator, tmp_path):
+    with pytest.raises(ValueError, match="output_rate must be one of 'model', 'input', got 'file'") as raised:
+        separator.separate_file(str(tmp_path / "missing.wav"), output_rate="file")
+    assert not isinstance(raised.value, AudioInputError)
+    with pytest.raises(ValueError, match="output_rate must be one of"):
+        separator.output_sample_rate(str(tmp_path / "missing.wav"), "file")
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
