@@ -108,10 +108,12 @@ class SeparationBrain(sb.Brain):
             self.train_sampler = sampler
         return loader
 
-    @property
-    def _optimizer_step_limit_exceeded(self):
-        # The base class's training loop checks this before every batch and after each epoch.
-        return super()._optimizer_step_limit_exceeded or self.training_budget_spent
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Once ``max_train_minutes`` are spent, cap ``optimizer_step_limit`` at the steps
+        taken: the base class then ends the epoch before the next batch and stops after
+        validating it."""
+        if self.training_budget_spent:
+            self.optimizer_step_limit = self.optimizer_step
 
     def on_fit_start(self):
         """Recover the latest checkpoint; if the time budget is already spent, train no more."""

@@ -82,3 +82,22 @@ def test_kill_during_checkpoint_save_leaves_the_previous_one_loadable(tmp_path):
     checkpoint = Checkpointer(save, {"a_layer": layer}, allow_partial_load=True).recover_if_possible()
     assert checkpoint is not None and torch.all(layer.weight == 1.0)
     assert os.listdir(save) == [checkpoint.path.name]  # the interrupted save was removed
+
+
+def test_the_only_private_speechbrain_members_we_override_still_exist():
+    """Overriding a private member that SpeechBrain renamed would silently stop working: the
+    checkpointer's marker-file hook must exist with the arguments we pass, and the Brain
+    overrides no private member of SpeechBrain's at all."""
+    import inspect
+
+    import speechbrain as sb
+    from speechbrain.utils.checkpoints import Checkpointer as Base
+
+    from spmamba_sb.brain import SeparationBrain
+
+    assert list(inspect.signature(Base._save_checkpoint_metafile).parameters) == [
+        "self", "fpath", "meta_to_include", "end_of_epoch"]
+    private = {name for name in vars(Checkpointer) if name.startswith("_") and not name.startswith("__")}
+    assert private == {"_save_checkpoint_metafile"}
+    assert not [name for name in vars(SeparationBrain)
+                if name.startswith("_") and not name.startswith("__") and hasattr(sb.Brain, name)]
