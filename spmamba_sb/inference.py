@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import shutil
-from itertools import permutations
 from typing import Optional, Tuple
 
 import soundfile as sf
@@ -22,6 +21,7 @@ from speechbrain.inference.interfaces import Pretrained
 from tqdm import tqdm
 
 from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio, resample
+from spmamba_sb.losses import best_permutations
 from spmamba_sb.trio import separate
 
 logger = logging.getLogger(__name__)
@@ -285,15 +285,10 @@ def _check_output_rate(output_rate: str) -> None:
 
 
 def _align(reference: torch.Tensor, candidate: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
-    """Reorder ``estimate``'s sources so ``candidate`` (its overlap) best matches ``reference``."""
-    best = max(
-        permutations(range(estimate.shape[1])),
-        key=lambda order: sum(
-            torch.nn.functional.cosine_similarity(reference[:, i], candidate[:, j], dim=0).item()
-            for i, j in enumerate(order)
-        ),
-    )
-    return estimate[:, list(best)]
+    """Reorder ``estimate``'s sources [L, S] so ``candidate`` (its overlap) best matches
+    ``reference`` (permutation-invariant SI-SNR, the training loss's PIT)."""
+    order = best_permutations(reference[None], candidate[None])[0]
+    return estimate[:, list(order)]
 
 
 INFERENCE_YAML = """\
