@@ -1,0 +1,64 @@
+"""Fixed-seed outputs of the models, the trio and file separation, saved once before a
+restructuring so that a test can show it changed no number.
+
+    python -m tests.regression.outputs   # (re)writes tests/regression/outputs.pt
+
+Rewrite the file only for an intended change of behaviour, and say so in the commit.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from spmamba_sb import SPMamba, TFGridNet
+from spmamba_sb.inference import SPMambaSeparation, write_model_folder
+from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
+
+SAVED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "outputs.pt")
+RATE = 8000
+TINY = dict(n_fft=64, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33, d_state=4,
+            expand=1)
+
+
+def _mixture(samples: int) -> torch.Tensor:
+    return torch.randn(2, samples, generator=torch.Generator().manual_seed(1))  # [B, L]
+
+
+def _model_outputs(name: str, model: torch.nn.Module) -> dict:
+    """Output and input gradient of ``model`` on a fixed mixture (fp32, the torch scan)."""
+    mix = _mixture(1500).requires_grad_()
+    out = model(mix)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
+    (grad,) = torch.autograd.grad((out * weights).sum(), mix)
+    return {f"{name} output": out.detach(), f"{name} input gradient": grad}
+
+
+def current_outputs() -> dict:
+    """Every figure the regression test compares, computed now."""
+    torch.manual_seed(0)
+    outputs = _model_outputs("SPMamba", SPMamba(hop_length=16, scan_backend="torch", **TINY))
+    torch.manual_seed(0)
+    outputs.update(_model_outputs("TFGridNet", TFGridNet(hop_length=16, lstm_hidden_dim=6, **{
+        key: value for key, value in TINY.items() if key not in ("d_state", "expand")})))
+    torch.manual_seed(0)
+    encoder, masknet, decoder = Encoder(64, 16), MaskNet(num_spks=2, scan_backend="torch", **TINY), Decoder(64, 16)
+    with torch.no_grad():
+        outputs["trio separate"] = separate(_mixture(1500), encoder, masknet, decoder)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        write_model_folder(os.path.join(folder, "model"), RATE, Encoder(64, 32),
+                           MaskNet(num_spks=2, scan_backend="torch", **TINY), save_weights=True)
+        separator = SPMambaSeparation.from_hparams(source=os.path.join(folder, "model"),
+                                                   savedir=os.path.join(folder, "cache"))
+        path = os.path.join(folder, "mixture.wav")
+        sf.write(path, np.random.default_rng(3).standard_normal(2 * RATE + 300).astype(np.float32) * 0.1, RATE)
+        outputs["separate_file, chunked"] = separator.separate_file(path, chunk_seconds=0.5, overlap_seconds=0.125)
+    return outputs
+
+
+if __name__ == "__main__":
+    torch.save(current_outputs(), SAVED)
+    print(f"wrote {SAVED}")
