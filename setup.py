@@ -28,12 +28,14 @@ setup(
     ],
     extras_require={
         "cuda": ["mamba-ssm>=2.2"],
+        "scoring": ["pystoi", "pesq"],  # STOI and PESQ columns of spmamba-evaluate
         "test": ["pytest>=8", "pytest-xdist", "hypothesis", "mambapy==1.2.0"],
     },
     entry_points={
         "console_scripts": [
             "spmamba-separate=spmamba_sb.cli:separate_main",
             "spmamba-export=spmamba_sb.cli:export_main",
+            "spmamba-evaluate=spmamba_sb.cli:evaluate_main",
             "spmamba-prepare-echo2mix=spmamba_sb.data.prepare_cli:echo2mix_main",
             "spmamba-prepare-demo=spmamba_sb.data.prepare_cli:demo_main",
         ]

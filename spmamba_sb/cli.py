@@ -8,10 +8,13 @@ import textwrap
 import time
 from typing import List, Optional, Set
 
+from tqdm import tqdm
+
 from spmamba_sb.data.audio_io import write_audio_atomic
 from spmamba_sb.inference import (
     MODEL_FILES, OUTPUT_RATES, AudioInputError, SPMambaSeparation, export_model, keep_freed_memory,
 )
+from spmamba_sb.scoring import optional_metrics, read_scoring_set, score_utterance, write_report
 
 
 def export_main(argv: Optional[List[str]] = None) -> None:
@@ -47,24 +50,12 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--model", required=True, help="model folder (from spmamba-export)")
     parser.add_argument("--out", required=True, help="output folder: <name>_s1.wav, <name>_s2.wav, ...")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
-    parser.add_argument("--chunk-seconds", type=float, default=8.0, help="longer files go in chunks")
-    parser.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of consecutive chunks")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    _add_separation_options(parser)
     parser.add_argument("--output-rate", choices=OUTPUT_RATES, default="model",
                         help="write at the model's sample rate, or resample back to each input's")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    warnings_only = logging.StreamHandler()
-    warnings_only.setLevel(logging.WARNING)  # SpeechBrain sets its own loggers to INFO
-    logging.basicConfig(handlers=[warnings_only])
-    device = "cuda:0" if args.device == "cuda" else args.device  # SpeechBrain wants an index
-    if device == "cpu":
-        keep_freed_memory()
-    separator = _load_separator(args.model, device)
-    try:
-        separator.chunk_lengths(args.chunk_seconds, args.overlap_seconds)
-    except ValueError as error:
-        parser.error(f"--chunk-seconds / --overlap-seconds: {error}")
+    separator, _ = _separator(parser, args)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as error:
@@ -97,24 +88,103 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
         raise SystemExit(1)
 
 
-def _print_error(message: str) -> None:
-    print(f"spmamba-separate: error: {message}", file=sys.stderr)
+def evaluate_main(argv: Optional[List[str]] = None) -> None:
+    """Score an exported model on mixtures with references: SI-SNR(i), SDR(i), SIR, SAR (+ STOI, PESQ).
+
+    Writes <out>/scores.csv (one row per utterance, then "mean"), <out>/summary.json and
+    <out>/si_snri.png, then one line on stdout with the means. An utterance that cannot be
+    scored gets one "spmamba-evaluate: error: <ID>: <file>: <problem>" line on stderr and the others
+    go on; the exit status is then 1. A bad --model, data set or --out exits with status 1, bad
+    chunk settings with 2. A tqdm bar over the utterances goes to stderr (--quiet turns it off).
+    """
+    parser = argparse.ArgumentParser(prog="spmamba-evaluate", description=evaluate_main.__doc__)
+    parser.add_argument("data", help="separation CSV (ID, mix_wav, s1_wav, ...) or folder with mix/, s1/, s2/, ...")
+    parser.add_argument("--model", required=True, help="model folder (from spmamba-export)")
+    parser.add_argument("--out", required=True, help="output folder for scores.csv, summary.json, si_snri.png")
+    parser.add_argument("--data-root", help="replaces $data_root in the CSV's paths")
+    _add_separation_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    separator, device = _separator(parser, args)
+
+    def fail(message: str) -> None:
+        _print_error(message, parser.prog)
+
+    try:
+        utterances = read_scoring_set(args.data, separator.hparams.num_spks, args.data_root)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+        raise SystemExit(1)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as error:
+        fail(f"--out {args.out}: cannot create the folder ({error.strerror or error})")
+        raise SystemExit(1)
+    extra_metrics = optional_metrics()
+    rows = []
+    for utterance in tqdm(utterances, desc="scoring", unit="utt", disable=args.quiet, file=sys.stderr):
+        try:
+            rows.append(score_utterance(separator, utterance, args.chunk_seconds, args.overlap_seconds, extra_metrics))
+        except (AudioInputError, OSError) as error:  # this utterance's problem: report it, go on
+            fail(f"{utterance.id}: {error}")
+    if not rows:
+        fail(f"{args.data}: no utterance could be scored")
+        raise SystemExit(1)
+    settings = {"sample_rate": separator.hparams.sample_rate, "num_spks": separator.hparams.num_spks,
+                "chunk_seconds": args.chunk_seconds, "overlap_seconds": args.overlap_seconds, "device": device,
+                "data_root": args.data_root, "metrics": list(rows[0])[1:]}
+    details = {"model": args.model, "data": args.data, "failed": len(utterances) - len(rows), "settings": settings}
+    means = write_report(args.out, rows, details)
+    print(f"{len(rows)} of {len(utterances)} utterances scored: "
+          + ", ".join(f"{name} {value:.2f}" for name, value in means.items()) + f" (in {args.out})")
+    if len(rows) < len(utterances):
+        raise SystemExit(1)
 
 
-def _load_separator(model: str, device: str) -> SPMambaSeparation:
-    """Load a model folder, or exit with status 1 and one line saying what is wrong with it."""
+def _add_separation_options(parser: argparse.ArgumentParser) -> None:
+    """``--chunk-seconds``, ``--overlap-seconds`` and ``--device``, shared by the commands that separate."""
+    parser.add_argument("--chunk-seconds", type=float, default=8.0, help="longer files go in chunks")
+    parser.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of consecutive chunks")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+
+
+def _separator(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """Quiet SpeechBrain's INFO logging, tune the CPU allocator, load ``--model`` on
+    ``--device`` and check the chunk settings; returns the separator and the device name."""
+    warnings_only = logging.StreamHandler()
+    warnings_only.setLevel(logging.WARNING)  # SpeechBrain sets its own loggers to INFO
+    logging.basicConfig(handlers=[warnings_only])
+    device = "cuda:0" if args.device == "cuda" else args.device  # SpeechBrain wants an index
+    if device == "cpu":
+        keep_freed_memory()
+    separator = _load_separator(args.model, device, parser.prog)
+    try:
+        separator.chunk_lengths(args.chunk_seconds, args.overlap_seconds)
+    except ValueError as error:
+        parser.error(f"--chunk-seconds / --overlap-seconds: {error}")
+    return separator, device
+
+
+def _print_error(message: str, prog: str = "spmamba-separate") -> None:
+    """One error line on stderr, clear of any progress bar."""
+    tqdm.write(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def _load_separator(model: str, device: str, prog: str = "spmamba-separate") -> SPMambaSeparation:
+    """Load a model folder, or exit with status 1 and one line (from ``prog``) saying what is
+    wrong with it."""
     if not os.path.isdir(model):
-        _print_error(f"--model {model}: no such folder")
+        _print_error(f"--model {model}: no such folder", prog)
         raise SystemExit(1)
     missing = [name for name in ("hyperparams.yaml",) + MODEL_FILES if not os.path.isfile(os.path.join(model, name))]
     if missing:
-        _print_error(f"--model {model}: not a model folder (no {', '.join(missing)})")
+        _print_error(f"--model {model}: not a model folder (no {', '.join(missing)})", prog)
         raise SystemExit(1)
     try:
         return SPMambaSeparation.from_hparams(source=model, savedir=model, run_opts={"device": device})
     except Exception as error:  # a damaged folder fails in YAML, torch.load or load_state_dict, each its own way
         reason = textwrap.shorten(str(error), width=300, placeholder=" ...")  # one line
-        _print_error(f"--model {model}: cannot load it on device {device} ({reason})")
+        _print_error(f"--model {model}: cannot load it on device {device} ({reason})", prog)
         raise SystemExit(1)
 
 
