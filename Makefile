@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The torch pair the suite is run with here and in CI (setup.py accepts a range; README lists the pairs tried).
+TESTED_TORCH := torch==2.11.0 torchaudio==2.11.0
 BIN := $(VENV)/bin
 
 # The demo: a download-free corpus, a small SPMamba trained briefly on the CPU, its test
@@ -19,6 +21,7 @@ DEMO_OVERRIDES := --experiment_name demo --seed 1234 --device cpu --N_epochs $(D
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TESTED_TORCH)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
