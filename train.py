@@ -51,22 +51,28 @@ def main(argv):
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
     )
-    train_data, valid_data, test_data = separation_datasets(
-        [hparams["train_data"], hparams["valid_data"], hparams["test_data"]],
+    dynamic_mixing = hparams.get("dynamic_mixing")
+    fixed_splits = ["valid_data", "test_data"] if dynamic_mixing else ["train_data", "valid_data", "test_data"]
+    datasets = separation_datasets(
+        [hparams[split] for split in fixed_splits],
         num_spks=hparams["num_spks"],
         sample_rate=hparams["sample_rate"],
-        training_signal_len=hparams["training_signal_len"] if hparams["limit_training_signal_len"] else None,
+        training_signal_len=None if dynamic_mixing or not hparams["limit_training_signal_len"]
+        else hparams["training_signal_len"],
         data_root=hparams["data_folder"],
         missing_audio=hparams["missing_audio"],
     )
     train_loader_kwargs = dict(hparams["dataloader_opts"])
-    if hparams.get("dynamic_mixing"):
+    if dynamic_mixing:
+        valid_data, test_data = datasets
         train_data, train_loader_kwargs["sampler"] = dynamic_mixing_data(hparams)
         train_loader_kwargs["collate_fn"] = PaddedBatch
-    elif hparams.get("train_epoch_size"):
-        train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
-            train_data, seed=hparams["seed"], num_samples=hparams["train_epoch_size"]
-        )
+    else:
+        train_data, valid_data, test_data = datasets
+        if hparams.get("train_epoch_size"):
+            train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
+                train_data, seed=hparams["seed"], num_samples=hparams["train_epoch_size"]
+            )
     brain = SeparationBrain(
         modules=hparams["modules"],
         opt_class=hparams["optimizer"],

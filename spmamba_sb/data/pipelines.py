@@ -143,7 +143,8 @@ def separation_datasets(
     Arguments
     ---------
     csv_paths : sequence of str
-        Train, valid and test CSVs (in that order; the first gets random crops).
+        CSVs, the training set first when ``training_signal_len`` is set (it gets the random
+        crops); for example train, valid and test.
     num_spks : int
         Sources per mixture.
     sample_rate : int

@@ -29,7 +29,7 @@ def _channels_view(t: torch.Tensor, rows: int) -> torch.Tensor:
     return t.view(rows, -1, t.shape[-1]).transpose(1, 2)
 
 
-def _inner(x, rows, in_w, conv_w, conv_b, x_w, dt_w, A, split_time):
+def _inner(x, rows, in_w, conv_w, conv_b, x_w, dt_w, A):
     """Forward up to the scan's inputs; ``x`` [d_model, rows * L]. Returns the ``in_proj``
     output [rows * L, 2 * d_inner], the convolution output [rows, L, d_inner], the ``x_proj``
     output [rows * L, dt_rank + 2 N] and the raw step sizes [rows * L, d_inner]."""
@@ -54,7 +54,7 @@ def _mixer_op(x: torch.Tensor, rows: int, in_w: torch.Tensor, conv_w: torch.Tens
               x_w: torch.Tensor, dt_w: torch.Tensor, dt_b: torch.Tensor, A: torch.Tensor, D: torch.Tensor,
               out_w: torch.Tensor, split_time: bool) -> List[torch.Tensor]:
     """Output [d_model, rows * L] and the two activations the backward keeps."""
-    xz, hidden, steps, delta = _inner(x, rows, in_w, conv_w, conv_b, x_w, dt_w, A, split_time)
+    xz, hidden, steps, delta = _inner(x, rows, in_w, conv_w, conv_b, x_w, dt_w, A)
     y = scan_forward(*_scan_args(xz, hidden, steps, delta, rows, dt_w.shape[1], A, D, dt_b), split_time=split_time)
     out = out_w @ y.transpose(1, 2).reshape(-1, A.shape[0]).t()  # [d_model, rows*L]
     return [out, xz, steps]

@@ -316,7 +316,7 @@ def _on_device(t: torch.Tensor):
     return torch.cuda.device(t.device.index if t.is_cuda else -1)
 
 
-def _launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d):
+def _launch_meta(A, D, z, delta_bias, delta_softplus, block_d):
     """Compile-time settings of both kernels."""
     return dict(N=A.shape[1], N_PAD=triton.next_power_of_2(A.shape[1]), BLOCK_D=block_d, HAS_D=D is not None,
                 HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
@@ -354,7 +354,7 @@ def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softp
     block_d, num_warps = TILING["forward"]
     n_blocks = triton.cdiv(channels, block_d)
     out = _dense_like(u)
-    meta = _launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d)
+    meta = _launch_meta(A, D, z, delta_bias, delta_softplus, block_d)
     n_chunks, chunk_len = _time_chunks(rows, n_blocks, length) if split_time else (1, max(1, length))
     strides = (*u.stride(), *delta.stride(), *_strides(z), *out.stride(), *B.stride(), *C.stride())
     grid = (rows * n_chunks * n_blocks,)
@@ -414,10 +414,10 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, wit
             *u.stride(), *delta.stride(), *_strides(z), *dout.stride(),
             *du.stride(), *ddelta.stride(), *_strides(dz), *_strides(out), *B.stride(), *C.stride(),
             CHECKPOINT=CHECKPOINT, num_warps=num_warps, HAS_OUT=with_output,
-            **_launch_meta(u, A, D, z, delta_bias, delta_softplus, block_d),
+            **_launch_meta(A, D, z, delta_bias, delta_softplus, block_d),
         )
-    over_rows = [None if t is None else t.sum(0) for t in (dA, dD, dbias)]
-    return du, ddelta, dz, over_rows[0], dB.sum(1), dC.sum(1), *over_rows[1:], out
+    dA, dD, dbias = (None if t is None else t.sum(0) for t in (dA, dD, dbias))  # over rows
+    return du, ddelta, dz, dA, dB.sum(1), dC.sum(1), dD, dbias, out
 
 
 def _fp32(t):
