@@ -8,7 +8,7 @@ FLOP/s, measured in the same run. Prints JSON.
 FLOPs are 2 x the MACs of ``benchmarks/macs.py`` (selective scan included). The reference
 FLOP/s is the median of square fp32 ``torch.mm`` products of size 2048 on the same threads.
 The model is timed twice: with the C allocator's defaults, then after
-:func:`spmamba_sb.inference.keep_freed_memory` (the figures without a suffix).
+:func:`spmamba_sb.cli.keep_freed_memory` (the figures without a suffix).
 ``--profile`` adds the operators that take the most CPU time.
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from macs import counted_macs, recurrence_macs  # noqa: E402
 
 from spmamba_sb import SPMamba  # noqa: E402
-from spmamba_sb.inference import keep_freed_memory  # noqa: E402
+from spmamba_sb.cli import keep_freed_memory  # noqa: E402
 
 
 def median_seconds(fn, repeats):

@@ -14,7 +14,8 @@ import soundfile as sf
 import torch
 
 from spmamba_sb import SPMamba, TFGridNet
-from spmamba_sb.inference import SPMambaSeparation, write_model_folder
+from spmamba_sb.export import write_model_folder
+from spmamba_sb.inference import SPMambaSeparation
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
 
 SAVED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "outputs.pt")

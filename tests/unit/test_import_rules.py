@@ -1,4 +1,4 @@
-"""The package's import rules: arrows point down (cli -> inference -> trio -> models -> nnet)."""
+"""The package's import rules: arrows point down (cli -> inference / export -> trio -> models -> nnet)."""
 
 import ast
 import pathlib
@@ -7,15 +7,16 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "spmamba_sb"
 # module prefix -> prefixes it must never import
+APPLICATION = ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.export", "spmamba_sb.chunking",
+               "spmamba_sb.cli"]
 FORBIDDEN = {
-    "spmamba_sb.nnet": ["speechbrain", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data",
-                        "spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.cli"],
-    "spmamba_sb.models": ["speechbrain", "spmamba_sb.trio", "spmamba_sb.data", "spmamba_sb.brain",
-                          "spmamba_sb.inference", "spmamba_sb.cli"],
-    "spmamba_sb.data": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.brain",
-                        "spmamba_sb.inference", "spmamba_sb.cli"],
-    "spmamba_sb.trio": ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.cli"],
-    "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.cli"],
+    "spmamba_sb.nnet": ["speechbrain", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION],
+    "spmamba_sb.models": ["speechbrain", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION],
+    "spmamba_sb.data": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION],
+    "spmamba_sb.trio": APPLICATION,
+    "spmamba_sb.chunking": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION],
+    "spmamba_sb.export": ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.chunking", "spmamba_sb.cli"],
+    "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.export", "spmamba_sb.cli"],
     "spmamba_sb": ["train", "recipes", "benchmarks", "tests"],
 }
 

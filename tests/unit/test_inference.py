@@ -10,7 +10,9 @@ import torch
 from speechbrain.inference.separation import SepformerSeparation
 
 from spmamba_sb.data.audio_io import read_audio, resample
-from spmamba_sb.inference import AudioInputError, SPMambaSeparation, keep_freed_memory, write_model_folder
+from spmamba_sb.cli import keep_freed_memory
+from spmamba_sb.export import write_model_folder
+from spmamba_sb.inference import AudioInputError, SPMambaSeparation
 from spmamba_sb.trio import Encoder, MaskNet
 
 RATE = 8000

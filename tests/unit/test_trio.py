@@ -64,12 +64,30 @@ def test_silence_and_shapes():
     assert torch.equal(separate(torch.zeros(1, 400), encoder, masknet, decoder), torch.zeros(1, 400, 2))
 
 
+def test_pipeline_layout():
+    """The same modules in the package's flow: spectrum in, estimates out, no carrier channels."""
+    model, (encoder, masknet, decoder) = _pair(2)
+    wave = torch.randn(3, 1, 400)
+    spec = encoder(wave)
+    assert spec.shape == (3, 1, 2, 51, 17)
+    torch.testing.assert_close(spec, model.encoder(wave))
+    with torch.no_grad():
+        estimate = masknet(spec[:, 0])
+        assert estimate.shape == (3, 2, 2, 51, 17)
+        torch.testing.assert_close(estimate, model.masknet(spec[:, 0]))
+    assert decoder(estimate, length=403).shape == (3, 2, 403)
+    with pytest.raises(ValueError, match="shorter than one STFT frame"):
+        encoder(torch.randn(1, 1, 31))
+    with pytest.raises(ValueError, match=r"mono mixtures \[B, L\]"):
+        separate(torch.randn(1, 1, 400), encoder, masknet, decoder)
+
+
 def test_bad_input():
     encoder, masknet, decoder = _pair(2)[1]
     with pytest.raises(ValueError, match="mono"):
         encoder(torch.randn(1, 400, 2))
-    with pytest.raises(ValueError, match=r"expected the Encoder's output \[B, 4, T, F\]"):
-        masknet(torch.randn(1, 2, 51, 17))
+    with pytest.raises(ValueError, match=r"expected the Encoder's output \[B, 4, T, F\] or a spectrum"):
+        masknet(torch.randn(1, 3, 51, 17))
     with pytest.raises(ValueError, match="num_mics must be 1"):
         MaskNet(num_mics=2)
     with pytest.raises(ValueError, match=r"expected \[B, 4, T, F\]"):

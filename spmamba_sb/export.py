@@ -1,0 +1,211 @@
+"""Model folders: ``hyperparams.yaml`` and the trio's weights, written from a training experiment.
+
+A model folder loads with :class:`~spmamba_sb.inference.SPMambaSeparation` and, unchanged, with
+SpeechBrain's ``SepformerSeparation``.
+"""
+
+import inspect
+import logging
+import os
+import shutil
+from typing import Any, Dict, Mapping, Optional
+
+import ruamel.yaml
+import torch
+import yaml
+from hyperpyyaml import resolve_references
+from speechbrain.utils.checkpoints import Checkpointer
+
+from spmamba_sb.models.gridnet import GridNetMaskNet
+from spmamba_sb.trio import Encoder, MaskNet
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("encoder.ckpt", "masknet.ckpt", "decoder.ckpt")
+STFT_ARGUMENTS = ("n_fft", "hop_length", "win_length", "window")
+
+INFERENCE_YAML = """\
+# SPMamba separation model.
+# Loads with spmamba_sb.inference.SPMambaSeparation.from_hparams(source=<this folder>)
+# and with speechbrain.inference.separation.SepformerSeparation.from_hparams(...).
+sample_rate: {sample_rate}
+num_spks: {num_spks}
+
+Encoder: !new:spmamba_sb.trio.Encoder
+{stft}
+MaskNet: !new:spmamba_sb.trio.MaskNet
+{masknet}
+Decoder: !new:spmamba_sb.trio.Decoder
+{stft}
+modules:
+    encoder: !ref <Encoder>
+    masknet: !ref <MaskNet>
+    decoder: !ref <Decoder>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        encoder: !ref <Encoder>
+        masknet: !ref <MaskNet>
+        decoder: !ref <Decoder>
+"""
+
+
+def model_yaml(sample_rate: int, stft: Mapping[str, Any], masknet: Mapping[str, Any]) -> str:
+    """A model folder's ``hyperparams.yaml``.
+
+    Arguments
+    ---------
+    sample_rate : int
+        The model's sample rate.
+    stft : mapping
+        Arguments of the :class:`~spmamba_sb.trio.Encoder` (and the decoder): ``n_fft``, ...
+    masknet : mapping
+        Arguments of the :class:`~spmamba_sb.trio.MaskNet`.
+
+    Returns
+    -------
+    str
+        The YAML text.
+
+    Example
+    -------
+    >>> text = model_yaml(8000, {"n_fft": 256, "hop_length": 64}, {"num_spks": 2, "n_fft": 256})
+    >>> text.splitlines()[3:5]
+    ['sample_rate: 8000', 'num_spks: 2']
+    """
+    num_spks = masknet.get("num_spks", inspect.signature(GridNetMaskNet).parameters["num_spks"].default)
+    return INFERENCE_YAML.format(sample_rate=sample_rate, num_spks=num_spks, stft=_yaml_args(stft),
+                                 masknet=_yaml_args(masknet))
+
+
+def _yaml_args(arguments: Mapping[str, Any]) -> str:
+    """Constructor arguments as an indented YAML mapping."""
+    text = yaml.safe_dump(dict(arguments), default_flow_style=False, sort_keys=False)
+    return "".join(f"    {line}\n" for line in text.splitlines())
+
+
+def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, masknet: MaskNet,
+                       save_weights: bool = False) -> None:
+    """Write a model folder's ``hyperparams.yaml`` for a trio (and its weights if asked).
+
+    Arguments
+    ---------
+    out_folder : str
+        Folder to write into (created if needed).
+    sample_rate : int
+        The model's sample rate.
+    encoder : spmamba_sb.trio.Encoder
+        Its STFT settings are the decoder's too.
+    masknet : spmamba_sb.trio.MaskNet
+        Its ``config`` is written out.
+    save_weights : bool
+        Also write the three ``.ckpt`` files from these modules.
+
+    Example
+    -------
+    >>> masknet = MaskNet(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2,
+    ...                   attention_qk_dim=17, d_state=4, expand=2)
+    >>> folder = str(getfixture("tmp_path"))
+    >>> write_model_folder(folder, 8000, Encoder(32, 8), masknet, save_weights=True)
+    >>> sorted(os.listdir(folder))
+    ['decoder.ckpt', 'encoder.ckpt', 'hyperparams.yaml', 'masknet.ckpt']
+    """
+    os.makedirs(out_folder, exist_ok=True)
+    stft = dict(n_fft=encoder.n_fft, hop_length=encoder.hop_length, win_length=encoder.win_length,
+                window=encoder.window_name)
+    with open(os.path.join(out_folder, "hyperparams.yaml"), "w", encoding="utf-8") as handle:
+        handle.write(model_yaml(sample_rate, stft, masknet.config))
+    if save_weights:  # the encoder and decoder have no parameters
+        states = {"encoder.ckpt": encoder.state_dict(), "masknet.ckpt": masknet.state_dict(), "decoder.ckpt": {}}
+        for name, state in states.items():
+            torch.save(state, os.path.join(out_folder, name))
+
+
+def read_experiment(experiment_folder: str) -> Dict[str, Any]:
+    """The settings a model folder needs, read from a training experiment's ``hyperparams.yaml``.
+
+    The file is read as data: references are resolved, but no object is built and nothing
+    is run (not the experiment's seeding either).
+
+    Arguments
+    ---------
+    experiment_folder : str
+        The ``output_folder`` of a ``train.py`` run.
+
+    Returns
+    -------
+    dict
+        ``sample_rate``, ``stft`` and ``masknet`` (constructor arguments) and ``save_folder``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``hyperparams.yaml``.
+    ValueError
+        If it does not define the trio (``Encoder`` and ``MaskNet`` of :mod:`spmamba_sb.trio`).
+    """
+    hparams_path = os.path.join(experiment_folder, "hyperparams.yaml")
+    if not os.path.isfile(hparams_path):
+        raise FileNotFoundError(f"{experiment_folder!r} is not a training experiment (no hyperparams.yaml)")
+    with open(hparams_path, encoding="utf-8") as handle:
+        tree = ruamel.yaml.YAML().load(resolve_references(handle, {"output_folder": experiment_folder}))
+    arguments = {}
+    for key, cls in (("Encoder", Encoder), ("MaskNet", MaskNet)):
+        node, expected = tree.get(key), f"!new:{cls.__module__}.{cls.__name__}"
+        if getattr(getattr(node, "tag", None), "value", None) != expected:
+            raise ValueError(f"{hparams_path}: {key} must be {expected} to export a model folder")
+        arguments[key] = _plain(dict(node))
+    stft = {name: value for name, value in arguments["Encoder"].items() if name in STFT_ARGUMENTS}
+    return {"sample_rate": int(tree["sample_rate"]), "stft": stft, "masknet": arguments["MaskNet"],
+            "save_folder": str(tree["save_folder"])}
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's round-trip types as plain Python ones (bool, int, float, str, list, dict)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[str] = None) -> str:
+    """Write a model folder from a training experiment.
+
+    Arguments
+    ---------
+    experiment_folder : str
+        The ``output_folder`` of a ``train.py`` run (holds ``hyperparams.yaml`` and ``save/``).
+    out_folder : str
+        Folder to write ``hyperparams.yaml`` and the three ``.ckpt`` files into.
+    checkpoint : str, optional
+        A ``CKPT+...`` folder to export; default: the one with the best validation SI-SNR.
+
+    Returns
+    -------
+    str
+        The checkpoint folder that was exported.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the experiment has no ``hyperparams.yaml`` or no checkpoint.
+    ValueError
+        If its hyperparameters do not define the trio (see :func:`read_experiment`).
+    """
+    experiment = read_experiment(experiment_folder)
+    if checkpoint is None:
+        found = Checkpointer(experiment["save_folder"]).find_checkpoint(min_key="si-snr")
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint under {experiment['save_folder']!r}")
+        checkpoint = str(found.path)
+    os.makedirs(out_folder, exist_ok=True)
+    with open(os.path.join(out_folder, "hyperparams.yaml"), "w", encoding="utf-8") as handle:
+        handle.write(model_yaml(experiment["sample_rate"], experiment["stft"], experiment["masknet"]))
+    for name in MODEL_FILES:
+        shutil.copyfile(os.path.join(checkpoint, name), os.path.join(out_folder, name))
+    logger.info("exported %s to %s", checkpoint, out_folder)
+    return checkpoint

@@ -1,0 +1,90 @@
+"""Model folders from training experiments: read as data, no seeding, no objects built."""
+
+import pytest
+import torch
+from speechbrain.utils.checkpoints import Checkpointer
+
+from spmamba_sb.export import MODEL_FILES, export_model, read_experiment
+from spmamba_sb.inference import SPMambaSeparation
+from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
+
+TINY = dict(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17, d_state=4,
+            expand=2, scan_backend="torch")
+
+EXPERIMENT_YAML = """\
+seed: 7
+__set_seed: !apply:torch.manual_seed [!ref <seed>]
+output_folder: !PLACEHOLDER
+save_folder: !ref <output_folder>/save
+sample_rate: 8000
+n_fft: 32
+never_built: !new:no_such_package.Thing
+optimizer: !name:torch.optim.Adam
+    lr: 0.001
+Encoder: !new:spmamba_sb.trio.Encoder
+    n_fft: !ref <n_fft>
+    hop_length: 8
+MaskNet: !new:spmamba_sb.trio.MaskNet
+    num_spks: 3
+    n_fft: !ref <n_fft>
+    emb_dim: 4
+    emb_kernel_size: 3
+    num_blocks: 1
+    num_heads: 2
+    attention_qk_dim: 17
+    d_state: 4
+    expand: 2
+    scan_backend: torch
+Decoder: !new:spmamba_sb.trio.Decoder
+    n_fft: !ref <n_fft>
+    hop_length: 8
+"""
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    """An experiment folder: its hyperparams.yaml and two checkpoints, the second one better."""
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    (folder / "hyperparams.yaml").write_text(EXPERIMENT_YAML)
+    trio = Encoder(32, 8), MaskNet(num_spks=3, **TINY).eval(), Decoder(32, 8)
+    checkpointer = Checkpointer(folder / "save", {"encoder": trio[0], "masknet": trio[1], "decoder": trio[2]})
+    checkpointer.save_checkpoint(meta={"si-snr": -3.0}, name="worse")
+    with torch.no_grad():
+        for parameter in trio[1].parameters():
+            parameter.add_(0.01)
+    checkpointer.save_checkpoint(meta={"si-snr": -5.0}, name="better")
+    return folder, trio
+
+
+def test_export_reads_the_yaml_as_data(experiment, tmp_path):
+    folder, trio = experiment
+    settings = read_experiment(str(folder))
+    assert settings["sample_rate"] == 8000 and settings["stft"] == {"n_fft": 32, "hop_length": 8}
+    assert settings["masknet"]["num_spks"] == 3 and settings["save_folder"] == f"{folder}/save"
+    state = torch.get_rng_state()
+    checkpoint = export_model(str(folder), str(tmp_path / "model"))
+    assert torch.equal(torch.get_rng_state(), state)  # the experiment's seeding did not run
+    assert checkpoint.endswith("CKPT+better")
+    assert all((tmp_path / "model" / name).is_file() for name in MODEL_FILES)
+    separator = SPMambaSeparation.from_hparams(source=str(tmp_path / "model"), savedir=str(tmp_path / "saved"))
+    mix = torch.randn(2, 400)
+    with torch.no_grad():
+        expected = separate(mix, *trio)
+    torch.testing.assert_close(separator.separate_batch(mix), expected, rtol=0, atol=0)
+
+
+def test_export_errors(experiment, tmp_path):
+    folder, _ = experiment
+    with pytest.raises(FileNotFoundError, match="not a training experiment"):
+        export_model(str(tmp_path), str(tmp_path / "model"))
+    (folder / "hyperparams.yaml").write_text(EXPERIMENT_YAML.replace("spmamba_sb.trio.MaskNet", "torch.nn.Identity"))
+    with pytest.raises(ValueError, match="MaskNet must be !new:spmamba_sb.trio.MaskNet"):
+        export_model(str(folder), str(tmp_path / "model"))
+    (folder / "hyperparams.yaml").write_text(EXPERIMENT_YAML)
+    for checkpoint in (folder / "save").iterdir():
+        for path in checkpoint.iterdir():
+            path.unlink()
+        checkpoint.rmdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        export_model(str(folder), str(tmp_path / "model"))
