@@ -11,9 +11,10 @@
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
 #
 # Settings (environment): DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
-# (training hours of fixed mixtures, default 3), VOICES (synthetic speakers, default 150), SEED,
+# (training hours of fixed mixtures, default 3), VOICES (synthetic speakers, default 400), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick; tfgridnet runs use
-# MODEL_ARGS for the baseline's overrides) and EXTRA_ARGS (more train.py overrides).
+# MODEL_ARGS for the baseline's overrides), COMPILE (1: torch.compile the mask net, SpeechBrain's
+# --compile; a run that fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,8 @@ RESULTS=${RESULTS:-results/quick}
 BUDGET=${BUDGET:-25}
 ABLATION=${ABLATION:-8}
 HOURS=${HOURS:-3}
-VOICES=${VOICES:-150}
+VOICES=${VOICES:-400}
+COMPILE=${COMPILE:-0}
 SEED=${SEED:-1234}
 WORKERS=${WORKERS:-$(nproc)}
 DEVICE=${DEVICE:-cuda}
@@ -33,10 +35,18 @@ experiment() { echo "$RESULTS/$1/$SEED"; }
 
 prepare() {
     spmamba-prepare-demo --out "$DATA" --preset clean --sample-rate 8000 --hours-train "$HOURS" \
-        --hours-valid 0.2 --hours-test 0.1 --num-voices "$VOICES" --seed 0 --num-workers "$WORKERS" --no-progress
+        --hours-valid 0.2 --hours-test 0.2 --num-voices "$VOICES" --seed 0 --num-workers "$WORKERS" --no-progress
 }
 
 train() {  # NAME MINUTES [overrides...]
+    if [ "$COMPILE" = 1 ]; then
+        run_train "$@" --compile --compile_module_keys masknet || run_train "$@"
+    else
+        run_train "$@"
+    fi
+}
+
+run_train() {  # NAME MINUTES [overrides...]
     local name=$1 minutes=$2
     shift 2
     "$PYTHON" train.py "hparams/$MODEL.yaml" --data_folder "$DATA" --output_folder "$(experiment "$name")" \
