@@ -1,5 +1,6 @@
 # Quick start: `make demo` runs the main job, `make test` runs the test suite.
-# Both create (or reuse) .venv with Python 3 and install the package with its test extras.
+# Both create (or reuse) .venv with Python 3 and install the package with the extras the targets use:
+# data (corpus simulation: make demo), benchmark (make benchmark-scan) and test (make test).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,7 +23,7 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TESTED_TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[data,benchmark,test]'
 	touch $@
 
 demo: $(VENV)/.installed

@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+# Simulating the Echo2Mix / demo corpora (spmamba-prepare-echo2mix, spmamba-prepare-demo): loudness, rooms, espeak-ng.
+DATA = ["pyloudnorm>=0.2,<0.3", "pyroomacoustics>=0.10.1,<0.11", "espeakng-loader>=0.2.4,<0.3"]
+
 setup(
     name="spmamba-sb",
     version="0.1.0",
@@ -23,14 +26,13 @@ setup(
         "fast_bss_eval>=0.1.4",
         "matplotlib",
         "scipy>=1.10",
-        "pyloudnorm>=0.2,<0.3",
-        "pyroomacoustics>=0.10.1,<0.11",
-        "espeakng-loader>=0.2.4,<0.3",
     ],
     extras_require={
         "cuda": ["mamba-ssm>=2.2"],
         "scoring": ["pystoi", "pesq"],  # STOI and PESQ columns of spmamba-evaluate
-        "test": ["pytest>=8", "pytest-xdist", "hypothesis", "mambapy==1.2.0"],
+        "data": DATA,
+        "benchmark": ["mambapy==1.2.0"],  # the Blelloch-scan baseline of benchmarks/scan_cpu.py
+        "test": ["pytest>=8", "pytest-xdist", "hypothesis", *DATA],  # the data tests simulate corpora
     },
     entry_points={
         "console_scripts": [

@@ -1,7 +1,9 @@
 """Data preparation: the paper's Echo2Mix recipe and a download-free demo corpus.
 
-Modules (none imports the model code; importing this package imports nothing heavy):
+Modules (none imports the model code; importing this package imports nothing heavy). Loudness,
+rooms and speech synthesis need the ``data`` extra, imported when first used:
 
+- :mod:`~spmamba_sb.data.extras`: importing the ``data`` extra's packages, or saying how to install them.
 - :mod:`~spmamba_sb.data.audio_io`: reading with resampling, atomic float WAV writing.
 - :mod:`~spmamba_sb.data.corpora`: LibriSpeech, WHAM! and DnR folders scanned into source lists.
 - :mod:`~spmamba_sb.data.simulation_config`: every setting of the mixture simulation.

@@ -4,12 +4,13 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import pyloudnorm
+
+from spmamba_sb.data.extras import import_data_extra
 
 
 @lru_cache(maxsize=8)
-def _meter(sample_rate: int) -> pyloudnorm.Meter:
-    return pyloudnorm.Meter(sample_rate)
+def _meter(sample_rate: int):
+    return import_data_extra("pyloudnorm", "measure_loudness").Meter(sample_rate)
 
 
 def measure_loudness(samples: np.ndarray, sample_rate: int) -> float:

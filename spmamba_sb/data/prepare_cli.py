@@ -1,7 +1,8 @@
 """Commands ``spmamba-prepare-echo2mix`` (real corpora) and ``spmamba-prepare-demo`` (no download).
 
 Both report through ``logging`` and show tqdm progress bars; bad input ends with exit status 2 and
-a one-line message naming the argument or folder.
+a one-line message naming the argument or folder; so does a missing ``data`` extra
+(``pip install "spmamba-sb[data]"``: pyroomacoustics, pyloudnorm, espeakng-loader).
 """
 
 import argparse
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from spmamba_sb.data.corpora import Corpora
 from spmamba_sb.data.demo_corpus import DEMO_DURATION, DEMO_HOURS, prepare_demo
+from spmamba_sb.data.extras import DATA_MODULES, import_data_extra
 from spmamba_sb.data.prepare import CSV_PATH_STYLES, PAPER_HOURS, prepare_echo2mix
 from spmamba_sb.data.simulation_config import AUDIO_SUBTYPES, BACKGROUND_KINDS, SimulationConfig
 
@@ -72,6 +74,14 @@ def _simulation_options(parser: argparse.ArgumentParser, args: argparse.Namespac
     return options
 
 
+def _require_data_extra(parser: argparse.ArgumentParser) -> None:
+    try:
+        for name in DATA_MODULES:
+            import_data_extra(name, parser.prog)
+    except ImportError as error:
+        parser.exit(2, f"{error}\n")
+
+
 def _hours(args: argparse.Namespace) -> Dict[str, float]:
     return {"train": args.hours_train, "valid": args.hours_valid, "test": args.hours_test}
 
@@ -94,7 +104,7 @@ def echo2mix_main(argv: Optional[List[str]] = None) -> int:
     Returns
     -------
     int
-        Exit status 0 (argument and input errors exit with status 2).
+        Exit status 0 (argument and input errors, and a missing data extra, exit with status 2).
 
     Example
     -------
@@ -115,6 +125,7 @@ def echo2mix_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--music", help="music folder (default: --dnr)")
     _add_common_arguments(parser, PAPER_HOURS, 60.0)
     args = parser.parse_args(argv)
+    _require_data_extra(parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sfx, music = args.sfx or args.dnr, args.music or args.dnr
     if sfx is None or music is None:
@@ -145,7 +156,7 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
     Returns
     -------
     int
-        Exit status 0 (argument and input errors exit with status 2).
+        Exit status 0 (argument and input errors, and a missing data extra, exit with status 2).
 
     Example
     -------
@@ -166,6 +177,7 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
                         help="clean: two voices in mildly reverberant rooms and nothing else (--backgrounds none "
                              "--rt60 0.1 0.3); explicit options win")
     args = parser.parse_args(argv)
+    _require_data_extra(parser)
     for key, value in DEMO_PRESETS.get(args.preset, {}).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -5,8 +5,8 @@ import warnings
 from typing import Any, Dict, List
 
 import numpy as np
-import pyroomacoustics as pra
 
+from spmamba_sb.data.extras import import_data_extra
 from spmamba_sb.data.simulation_config import SimulationConfig
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class RoomSimulator:
 
     def _draw_size(self, rng: np.random.Generator):
         config = self.config
+        pra = import_data_extra("pyroomacoustics", "RoomSimulator")
         for _ in range(_MAX_TRIES):
             size = rng.uniform(config.room_min, config.room_max)
             rt60 = float(rng.uniform(*config.rt60))
@@ -130,6 +131,7 @@ class RoomSimulator:
         list of np.ndarray
             One [C, K] array per source (K the longest response, zero-padded).
         """
+        pra = import_data_extra("pyroomacoustics", "RoomSimulator")
         shoebox = pra.ShoeBox(room["size"], fs=self.config.sample_rate, materials=pra.Material(room["absorption"]),
                               max_order=room["ism_order"], ray_tracing=True,
                               air_absorption=room["air_absorption"])

@@ -18,6 +18,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from spmamba_sb.data.extras import import_data_extra
+
 logger = logging.getLogger(__name__)
 
 #: espeak-ng language voices that read English text (accents); others would misread it.
@@ -39,10 +41,7 @@ except ImportError:  # not on Linux / macOS
 
 
 def _locate_espeak():
-    try:
-        import espeakng_loader
-    except ImportError as error:
-        raise ImportError("speech synthesis needs the espeakng-loader package: pip install espeakng-loader") from error
+    espeakng_loader = import_data_extra("espeakng_loader", "EspeakSynthesizer")
     library, data = Path(espeakng_loader.get_library_path()), Path(espeakng_loader.get_data_path())
     if not library.is_file():
         raise RuntimeError(f"espeakng-loader's shared library is missing at '{library}'; reinstall espeakng-loader")
