@@ -5,6 +5,7 @@ import ctypes
 import logging
 import os
 import sys
+import tempfile
 import textwrap
 import time
 from typing import List, Optional, Set
@@ -12,7 +13,7 @@ from typing import List, Optional, Set
 from tqdm import tqdm
 
 from spmamba_sb.data.audio_io import write_audio_atomic
-from spmamba_sb.export import MODEL_FILES, export_model
+from spmamba_sb.export import MODEL_FILES, export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
 from spmamba_sb.scoring import optional_metrics, read_scoring_set, score_utterance, write_report
 
@@ -47,18 +48,33 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 
 
 def export_main(argv: Optional[List[str]] = None) -> None:
-    """Export a training experiment's best checkpoint to a model folder."""
+    """Write a model folder: from a training experiment's best checkpoint, or from a checkpoint of
+    the reference implementation (--reference)."""
     parser = argparse.ArgumentParser(prog="spmamba-export", description=export_main.__doc__)
-    parser.add_argument("experiment", help="output_folder of a train.py run (holds hyperparams.yaml and save/)")
+    parser.add_argument("experiment", nargs="?", help="output_folder of a train.py run (holds hyperparams.yaml and save/)")
     parser.add_argument("--out", required=True, help="model folder to write")
-    parser.add_argument("--checkpoint", help="a CKPT+... folder (default: best validation SI-SNR)")
+    parser.add_argument("--checkpoint", help="a CKPT+... folder of the experiment (default: best validation SI-SNR)")
+    parser.add_argument("--reference", metavar="CKPT",
+                        help="a reference checkpoint instead of an experiment: state dict, release or Lightning file")
+    parser.add_argument("--config", help="with --reference: the reference's YAML config (default: settings from "
+                                         "the weights' shapes and the published presets)")
     args = parser.parse_args(argv)
+    if (args.experiment is None) == (args.reference is None):
+        parser.error("give either an experiment folder or --reference CKPT")
+    if args.reference is None and args.config:
+        parser.error("--config goes with --reference")
+    if args.reference is not None and args.checkpoint:
+        parser.error("--checkpoint goes with an experiment folder")
     try:
-        checkpoint = export_model(args.experiment, args.out, args.checkpoint)
+        if args.reference is None:
+            source = export_model(args.experiment, args.out, args.checkpoint)
+        else:
+            print(f"settings: {export_reference(args.reference, args.out, args.config)}")
+            source = args.reference
     except (FileNotFoundError, ValueError) as error:
         print(f"spmamba-export: error: {error}", file=sys.stderr)
         raise SystemExit(1)
-    print(f"exported {checkpoint} to {args.out}")
+    print(f"exported {source} to {args.out}")
 
 
 def separate_main(argv: Optional[List[str]] = None) -> None:
@@ -76,7 +92,8 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     """
     parser = argparse.ArgumentParser(prog="spmamba-separate", description=separate_main.__doc__)
     parser.add_argument("inputs", nargs="+", help="audio files (any rate; channels are averaged)")
-    parser.add_argument("--model", required=True, help="model folder (from spmamba-export)")
+    parser.add_argument("--model", required=True,
+                        help="model folder (from spmamba-export), or a checkpoint of the reference implementation")
     parser.add_argument("--out", required=True, help="output folder: <name>_s1.wav, <name>_s2.wav, ...")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     _add_separation_options(parser)
@@ -128,7 +145,8 @@ def evaluate_main(argv: Optional[List[str]] = None) -> None:
     """
     parser = argparse.ArgumentParser(prog="spmamba-evaluate", description=evaluate_main.__doc__)
     parser.add_argument("data", help="separation CSV (ID, mix_wav, s1_wav, ...) or folder with mix/, s1/, s2/, ...")
-    parser.add_argument("--model", required=True, help="model folder (from spmamba-export)")
+    parser.add_argument("--model", required=True,
+                        help="model folder (from spmamba-export), or a checkpoint of the reference implementation")
     parser.add_argument("--out", required=True, help="output folder for scores.csv, summary.json, si_snri.png")
     parser.add_argument("--data-root", help="replaces $data_root in the CSV's paths")
     _add_separation_options(parser)
@@ -200,8 +218,18 @@ def _print_error(message: str, prog: str = "spmamba-separate") -> None:
 
 
 def _load_separator(model: str, device: str, prog: str = "spmamba-separate") -> SPMambaSeparation:
-    """Load a model folder, or exit with status 1 and one line (from ``prog``) saying what is
-    wrong with it."""
+    """Load a model folder, or a reference checkpoint file (converted as ``spmamba-export
+    --reference`` does, without a config), or exit with status 1 and one line (from ``prog``)
+    saying what is wrong with it."""
+    if os.path.isfile(model):
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                summary = export_reference(model, folder)
+            except (FileNotFoundError, ValueError) as error:
+                _print_error(f"--model {model}: {error}", prog)
+                raise SystemExit(1)
+            print(f"{model}: reference checkpoint, {summary}", file=sys.stderr)
+            return _load_separator(folder, device, prog)
     if not os.path.isdir(model):
         _print_error(f"--model {model}: no such folder", prog)
         raise SystemExit(1)

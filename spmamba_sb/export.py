@@ -1,4 +1,5 @@
-"""Model folders: ``hyperparams.yaml`` and the trio's weights, written from a training experiment.
+"""Model folders: ``hyperparams.yaml`` and the trio's weights, written from a training experiment
+or from a checkpoint of the reference implementation.
 
 A model folder loads with :class:`~spmamba_sb.inference.SPMambaSeparation` and, unchanged, with
 SpeechBrain's ``SepformerSeparation``.
@@ -8,7 +9,7 @@ import inspect
 import logging
 import os
 import shutil
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import ruamel.yaml
 import torch
@@ -17,6 +18,7 @@ from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 
 from spmamba_sb.models.gridnet import GridNetMaskNet
+from spmamba_sb.models.reference_weights import load_reference_weights, read_reference_checkpoint, reference_settings
 from spmamba_sb.trio import Encoder, MaskNet
 
 logger = logging.getLogger(__name__)
@@ -209,3 +211,73 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
         shutil.copyfile(os.path.join(checkpoint, name), os.path.join(out_folder, name))
     logger.info("exported %s to %s", checkpoint, out_folder)
     return checkpoint
+
+
+def read_reference_config(path: str) -> Tuple[Dict[str, Any], Optional[int]]:
+    """The model keywords and sample rate in a reference implementation's YAML config.
+
+    Arguments
+    ---------
+    path : str
+        A config of the reference training code (``audionet.audionet_config`` and
+        ``datamodule.data_config.sample_rate``).
+
+    Returns
+    -------
+    tuple
+        ``(audionet_config, sample_rate)``; the rate is None when the file has none.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it has no ``audionet.audionet_config`` mapping.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no config file at {path!r}")
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    model = (config.get("audionet") or {}).get("audionet_config") if isinstance(config, dict) else None
+    if not isinstance(model, dict):
+        raise ValueError(f"{path}: no audionet.audionet_config mapping (not a reference config)")
+    rate = ((config.get("datamodule") or {}).get("data_config") or {}).get("sample_rate")
+    return model, None if rate is None else int(rate)
+
+
+def export_reference(checkpoint: str, out_folder: str, config: Optional[str] = None) -> str:
+    """Write a model folder from a checkpoint of the reference implementation.
+
+    Arguments
+    ---------
+    checkpoint : str
+        A raw state dict, a release ``{model_name, state_dict, ...}`` or a Lightning checkpoint.
+    out_folder : str
+        Folder to write ``hyperparams.yaml`` and the three ``.ckpt`` files into.
+    config : str, optional
+        The reference's YAML config; without it the settings the weights do not hold are the
+        published presets (see :func:`~spmamba_sb.models.reference_weights.reference_settings`).
+
+    Returns
+    -------
+    str
+        One line saying where the settings came from.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a file is missing.
+    ValueError
+        If the file is not a reference checkpoint, or the config contradicts the weights.
+    """
+    try:
+        state = read_reference_checkpoint(checkpoint)
+        model_config, rate = read_reference_config(config) if config else (None, None)
+        settings, summary = reference_settings(state, model_config, rate)
+        masknet = MaskNet(**settings["masknet"])
+        load_reference_weights(masknet, state)
+    except (KeyError, TypeError) as error:  # not a reference state dict
+        raise ValueError(f"{checkpoint}: {error.args[0] if error.args else error}") from error
+    write_model_folder(out_folder, settings["sample_rate"], Encoder(**settings["stft"]), masknet, save_weights=True)
+    logger.info("exported %s to %s: %s", checkpoint, out_folder, summary)
+    return summary

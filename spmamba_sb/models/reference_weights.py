@@ -9,7 +9,7 @@ block share a convolution, so their weights are concatenated head by head.
 import os
 import re
 from collections import defaultdict
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -113,3 +113,165 @@ def convert_reference_state_dict(state: Mapping[str, torch.Tensor]) -> Tuple[Dic
         dim = 1 if name.endswith(("gamma", "beta")) else 0  # norms are [1, C, 1, F]
         converted[name] = torch.cat([per_head[h] for h in range(len(per_head))], dim=dim)
     return converted, unexpected
+
+
+#: The published settings that a checkpoint's shapes do not hold.
+PUBLISHED_SAMPLE_RATES = {256: 8000, 512: 16000}  # by n_fft
+PUBLISHED_QK_DIM = 512
+#: Keys of the reference's ``audionet_config`` -> mask-net / STFT arguments here.
+CONFIG_KEYWORDS = {
+    "n_srcs": "num_spks", "n_fft": "n_fft", "stride": "hop_length", "window": "window", "n_imics": "num_mics",
+    "n_layers": "num_blocks", "attn_n_head": "num_heads", "attn_approx_qk_dim": "attention_qk_dim",
+    "emb_dim": "emb_dim", "emb_ks": "emb_kernel_size", "emb_hs": "emb_hop_size", "eps": "eps",
+    "lstm_hidden_units": "lstm_hidden_dim", "d_state": "d_state", "d_conv": "d_conv", "expand": "expand",
+}
+STFT_KEYWORDS = ("n_fft", "hop_length", "window")
+
+
+def settings_from_shapes(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
+    """The mask net's arguments that a reference state dict's shapes determine.
+
+    Arguments
+    ---------
+    state : Mapping
+        The reference's weights, as :func:`convert_reference_state_dict` takes them.
+
+    Returns
+    -------
+    dict
+        ``num_spks``, ``n_fft``, ``num_mics``, ``emb_dim``, ``emb_kernel_size``, ``num_blocks``,
+        ``num_heads``, ``sequence_layer`` and the sequence layer's sizes (``d_state``, ``d_conv``,
+        ``expand``, or ``lstm_hidden_dim``), plus ``qk_channels`` (E of the attention).
+
+    Raises
+    ------
+    KeyError
+        If a key that every reference checkpoint has is missing.
+    """
+    def need(key):
+        if key not in state:
+            raise KeyError(f"not a reference SPMamba / TF-GridNet state dict: no {key!r}")
+        return state[key].shape
+
+    emb_dim, in_channels = need("conv.0.weight")[:2]
+    blocks = {int(key.split(".")[1]) for key in state if key.startswith("blocks.")}
+    heads = {int(m.group(3)) for key in state if (m := _HEAD.fullmatch(key)) and m.group(1) == "0"}
+    qk_channels, n_freqs = need("blocks.0.attn_conv_Q_0.2.gamma")[1::2]
+    settings = dict(num_spks=need("deconv.weight")[1] // 2, n_fft=2 * (n_freqs - 1), num_mics=in_channels // 2,
+                    emb_dim=emb_dim, num_blocks=len(blocks), num_heads=len(heads), qk_channels=qk_channels)
+    mixer = "blocks.0.intra_mamba.forward_blocks.0.mixer."
+    if mixer + "in_proj.weight" in state:
+        two_inner, d_model = need(mixer + "in_proj.weight")
+        settings.update(sequence_layer="mamba", d_state=need(mixer + "A_log")[1],
+                        d_conv=need(mixer + "conv1d.weight")[-1], expand=two_inner // 2 // d_model)
+    else:
+        four_hidden, d_model = need("blocks.0.intra_rnn.weight_ih_l0")
+        settings.update(sequence_layer="lstm", lstm_hidden_dim=four_hidden // 4)
+    settings["emb_kernel_size"] = d_model // emb_dim
+    return {key: int(value) if not isinstance(value, str) else value for key, value in settings.items()}
+
+
+def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mapping[str, Any]] = None,
+                       sample_rate: Optional[int] = None) -> Tuple[Dict[str, Any], str]:
+    """Everything a model folder needs, for the reference weights ``state``.
+
+    The shapes give the network's sizes. The hop, ``emb_hs``, the attention's ``approx_qk_dim``
+    and the sample rate come from the reference's ``audionet_config`` (and the data config's
+    ``sample_rate``) when given, else from the published presets: hop = n_fft / 4, ``emb_hs`` 1,
+    ``approx_qk_dim`` 512 (or E x F where that does not give E) and 8 kHz for n_fft 256, 16 kHz
+    for 512.
+
+    Arguments
+    ---------
+    state : Mapping
+        Reference key -> tensor (see :func:`read_reference_checkpoint`).
+    config : Mapping, optional
+        The reference's ``audionet_config`` (its constructor's keywords).
+    sample_rate : int, optional
+        The data config's ``sample_rate``.
+
+    Returns
+    -------
+    settings : dict
+        ``sample_rate``, ``stft`` (``n_fft``, ``hop_length``, ``window``) and ``masknet``
+        (:class:`~spmamba_sb.models.gridnet.GridNetMaskNet` arguments).
+    summary : str
+        One line saying where each setting came from.
+
+    Raises
+    ------
+    ValueError
+        If the config contradicts the weights, or the sample rate is unknown.
+
+    Example
+    -------
+    >>> state = read_reference_checkpoint("wsj0-2mix/best_model.pth")  # doctest: +SKIP
+    >>> settings, summary = reference_settings(state)  # doctest: +SKIP
+    >>> settings["sample_rate"], settings["stft"]["hop_length"]  # doctest: +SKIP
+    (8000, 64)
+    """
+    shapes = settings_from_shapes(state)
+    n_fft, n_freqs, qk_channels = shapes["n_fft"], shapes["n_fft"] // 2 + 1, shapes.pop("qk_channels")
+    given, named = {}, {}
+    for key, value in (config or {}).items():
+        if key in CONFIG_KEYWORDS:
+            given[CONFIG_KEYWORDS[key]], named[CONFIG_KEYWORDS[key]] = value, key
+    conflicts = [f"{named[key]}={given[key]!r} (the weights have {shapes[key]!r})" for key in shapes
+                 if key in given and given[key] != shapes[key]]
+    qk_dim = given.get("attention_qk_dim", PUBLISHED_QK_DIM if -(-PUBLISHED_QK_DIM // n_freqs) == qk_channels
+                       else qk_channels * n_freqs)
+    if -(-qk_dim // n_freqs) != qk_channels:
+        conflicts.append(f"attn_approx_qk_dim={qk_dim} (the weights have {qk_channels} query channels for "
+                         f"{n_freqs} bins)")
+    if conflicts:
+        raise ValueError("the reference config contradicts the weights: " + ", ".join(conflicts))
+    rate = sample_rate or PUBLISHED_SAMPLE_RATES.get(n_fft)
+    if rate is None:
+        raise ValueError(f"no published sample rate for n_fft {n_fft}: give the reference's config with its "
+                         "datamodule.data_config.sample_rate")
+    masknet = dict(shapes, emb_hop_size=int(given.get("emb_hop_size", 1)), attention_qk_dim=int(qk_dim))
+    if "eps" in given:
+        masknet["eps"] = float(given["eps"])
+    stft = dict(n_fft=n_fft, hop_length=int(given.get("hop_length", n_fft // 4)),
+                window=str(given.get("window", "hann")))
+    from_config = [named[key] for key in ("hop_length", "window", "emb_hop_size", "attention_qk_dim", "eps")
+                   if key in given] + (["sample_rate"] if sample_rate else [])
+    summary = (f"{shapes['sequence_layer']} network of {masknet['num_blocks']} blocks, n_fft {n_fft}, "
+               f"{masknet['num_spks']} sources from the weights' shapes; hop {stft['hop_length']}, emb_hs "
+               f"{masknet['emb_hop_size']}, approx_qk_dim {qk_dim}, {rate} Hz from "
+               + (f"the config ({', '.join(from_config)}; the rest published presets)" if config or sample_rate
+                  else "the published presets"))
+    return {"sample_rate": int(rate), "stft": stft, "masknet": masknet}, summary
+
+
+def load_reference_weights(masknet: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Load reference weights into a :class:`~spmamba_sb.models.gridnet.GridNetMaskNet` (strict).
+
+    Arguments
+    ---------
+    masknet : torch.nn.Module
+        The mask net to fill.
+    state : Mapping
+        Reference key -> tensor (see :func:`read_reference_checkpoint`).
+
+    Raises
+    ------
+    KeyError
+        Listing the missing and unexpected keys when the names do not match.
+    ValueError
+        When a tensor's shape does not match.
+    """
+    converted, unexpected = convert_reference_state_dict(state)
+    ours = masknet.state_dict()
+    missing = sorted(set(ours) - set(converted))
+    unexpected += sorted(set(converted) - set(ours))
+    if missing or unexpected:
+        raise KeyError(
+            "reference weights do not match this model: "
+            f"missing {len(missing)} {missing[:20]}, unexpected {len(unexpected)} {unexpected[:20]}"
+        )
+    wrong = [f"{key} {tuple(value.shape)} (the model: {tuple(ours[key].shape)})"
+             for key, value in converted.items() if value.shape != ours[key].shape]
+    if wrong:
+        raise ValueError(f"reference weights do not match this model's shapes: {', '.join(wrong[:10])}")
+    masknet.load_state_dict(converted, strict=True)

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models.pipeline import as_multichannel, separate
-from spmamba_sb.models.reference_weights import convert_reference_state_dict, read_reference_checkpoint
+from spmamba_sb.models.reference_weights import load_reference_weights, read_reference_checkpoint
 from spmamba_sb.nnet.stft import ISTFTDecoder, STFTEncoder
 
 logger = logging.getLogger(__name__)
@@ -170,15 +170,7 @@ class SPMamba(nn.Module):
 
         Raises
         ------
-        KeyError
-            Listing the missing and unexpected keys when the weights do not match.
+        KeyError, ValueError
+            As :func:`~spmamba_sb.models.reference_weights.load_reference_weights`.
         """
-        converted, unexpected = convert_reference_state_dict(read_reference_checkpoint(obj))
-        missing = sorted(set(self.masknet.state_dict()) - set(converted))
-        unexpected += sorted(set(converted) - set(self.masknet.state_dict()))
-        if missing or unexpected:
-            raise KeyError(
-                "reference weights do not match this model: "
-                f"missing {len(missing)} {missing[:20]}, unexpected {len(unexpected)} {unexpected[:20]}"
-            )
-        self.masknet.load_state_dict(converted, strict=True)
+        load_reference_weights(self.masknet, read_reference_checkpoint(obj))
