@@ -12,8 +12,8 @@
 #
 # Settings (environment): DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 3), VOICES (synthetic speakers, default 400), SEED,
-# WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick; tfgridnet runs use
-# MODEL_ARGS for the baseline's overrides), COMPILE (1: torch.compile the mask net, SpeechBrain's
+# WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
+# the same recipe: MODEL_ARGS="--sequence_layer lstm" with its own RESULTS folder), COMPILE (1: torch.compile the mask net, SpeechBrain's
 # --compile; a run that fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
