@@ -29,8 +29,9 @@ def main():
 
     with open(args.csv, newline="", encoding="utf-8") as handle:
         row = next(r for r in csv.DictReader(handle) if r["ID"] == args.id)
+    device = "cuda:0" if args.device == "cuda" else args.device  # SpeechBrain names the GPU in full
     separator = SepformerSeparation.from_hparams(source=args.model, savedir=args.model,
-                                                 run_opts={"device": args.device})
+                                                 run_opts={"device": device})
     rate = separator.hparams.sample_rate
 
     def read(path):
@@ -39,7 +40,7 @@ def main():
     mix = read(row["mix_wav"])
     references = torch.stack([read(row[k]) for k in sorted(row) if k.startswith("s") and k.endswith("_wav")], 1)
     with torch.no_grad():
-        estimates = separator.separate_batch(mix.unsqueeze(0).to(args.device))[0].float().cpu()  # [L, S]
+        estimates = separator.separate_batch(mix.unsqueeze(0).to(device))[0].float().cpu()  # [L, S]
     report = {"mixture": row["mix_wav"], "sample_rate": rate,
               "SepformerSeparation": separation_metrics(mix, references, estimates[: len(mix)])}
     if args.separated:

@@ -12,6 +12,7 @@ from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 from spmamba_sb.checkpoints import RandomState, TrainingClock
 from spmamba_sb.evaluation import plot_separation, separation_metrics
 from spmamba_sb.losses import best_permutations
+from spmamba_sb.schedules import TimeBudgetSchedule
 from spmamba_sb.trio import separate
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ class SeparationBrain(sb.Brain):
     ``hparams.eval_loss`` (negative PIT SI-SNR). Gradient clipping, accumulation and
     non-finite handling are the base class's (``max_grad_norm``, ``skip_nonfinite_grads``,
     ``nonfinite_patience``). After each validation the learning rate follows
-    ``lr_scheduler``, the early stopper in ``epoch_counter`` sees the loss and a
+    ``lr_scheduler`` (a SpeechBrain scheduler such as ``ReduceLROnPlateau``), or, when
+    ``lr_scheduler`` is a :class:`~spmamba_sb.schedules.TimeBudgetSchedule`, it is set before
+    every optimizer step from the training minutes spent; the early stopper in ``epoch_counter`` sees the loss and a
     checkpoint is kept by lowest loss. Validation also reports SI-SNR improvement over the
     mixture (``si-snr_i``) and the training minutes so far. The test stage writes
     ``test_results.csv`` (one row per utterance and a mean row) and spectrogram PNGs of the
@@ -87,16 +90,25 @@ class SeparationBrain(sb.Brain):
         if self.checkpointer is not None:
             self.checkpointer.add_recoverables({"training_clock": self.training_clock, "random_state": RandomState()})
 
-    @property
-    def training_budget_spent(self) -> bool:
-        """Whether ``max_train_minutes`` of training time have been used (the same on every process)."""
-        minutes = getattr(self.hparams, "max_train_minutes", None)
-        if minutes is None:
-            return False
-        spent = self.training_clock.elapsed >= 60 * minutes
+    def shared_training_seconds(self) -> float:
+        """Training seconds so far, the main process's figure on every process (so that every
+        process takes the same decisions and learning rates)."""
+        seconds = self.training_clock.elapsed
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            spent = ddp_broadcast(spent, src=0)
-        return spent
+            seconds = ddp_broadcast(seconds, src=0)
+        return seconds
+
+    def training_budget_spent(self, seconds: float) -> bool:
+        """Whether ``seconds`` of training reach ``max_train_minutes``."""
+        minutes = getattr(self.hparams, "max_train_minutes", None)
+        return minutes is not None and seconds >= 60 * minutes
+
+    def follow_time_schedule(self, seconds: float) -> None:
+        """Set the learning rate for ``seconds`` of training when ``lr_scheduler`` is a time schedule."""
+        schedule = getattr(self.hparams, "lr_scheduler", None)
+        if isinstance(schedule, TimeBudgetSchedule) and self.optimizer is not None:
+            for group in self.optimizer.param_groups:  # quietly: it changes every step
+                group["lr"] = schedule(seconds / 60)
 
     def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
         """SpeechBrain's loader; a training sampler passed in ``loader_kwargs`` also gets its
@@ -109,16 +121,19 @@ class SeparationBrain(sb.Brain):
         return loader
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
-        """Once ``max_train_minutes`` are spent, cap ``optimizer_step_limit`` at the steps
-        taken: the base class then ends the epoch before the next batch and stops after
-        validating it."""
-        if self.training_budget_spent:
+        """Set a time schedule's learning rate for the next step. Once ``max_train_minutes``
+        are spent, cap ``optimizer_step_limit`` at the steps taken: the base class then ends
+        the epoch before the next batch and stops after validating it."""
+        seconds = self.shared_training_seconds()
+        self.follow_time_schedule(seconds)
+        if self.training_budget_spent(seconds):
             self.optimizer_step_limit = self.optimizer_step
 
     def on_fit_start(self):
         """Recover the latest checkpoint; if the time budget is already spent, train no more."""
         super().on_fit_start()
-        if self.training_budget_spent and hasattr(self.hparams.epoch_counter, "should_stop"):
+        spent = self.training_budget_spent(self.shared_training_seconds())
+        if spent and hasattr(self.hparams.epoch_counter, "should_stop"):
             logger.info("training time budget (%s min) already spent", self.hparams.max_train_minutes)
             self.hparams.epoch_counter.should_stop = True
 
@@ -286,6 +301,7 @@ class SeparationBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         """Start the training clock, or reset the per-utterance results."""
         if stage == sb.Stage.TRAIN:
+            self.follow_time_schedule(self.shared_training_seconds())
             self.training_clock.start()
             self.easy_batches = 0
         elif stage == sb.Stage.VALID:
@@ -300,14 +316,17 @@ class SeparationBrain(sb.Brain):
             self.train_stats = {"snr": -stage_loss, "nonfinite_batches": self.nonfinite_count}
             if getattr(self.hparams, "threshold_byloss", False):
                 self.train_stats["easy_batches"] = self.easy_batches
-            if self.training_budget_spent:
+            if self.training_budget_spent(self.shared_training_seconds()):
                 logger.info("training time budget (%s min) spent", self.hparams.max_train_minutes)
             return
         stats = {"si-snr": -stage_loss}
         if stage == sb.Stage.VALID:
             stats["si-snr_i"] = float(torch.cat(self.valid_improvements).mean()) if self.valid_improvements else 0.0
-            current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
+            if isinstance(self.hparams.lr_scheduler, TimeBudgetSchedule):
+                current_lr = self.optimizer.param_groups[0]["lr"]
+            else:
+                current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
+                sb.nnet.schedulers.update_learning_rate(self.optimizer, next_lr)
             if hasattr(self.hparams.epoch_counter, "update_metric"):
                 self.hparams.epoch_counter.update_metric(stage_loss)
             meta = {"epoch": epoch, "lr": current_lr, "train_minutes": round(self.training_clock.elapsed / 60, 3)}

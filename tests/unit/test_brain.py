@@ -251,3 +251,33 @@ def test_a_given_training_sampler_gets_a_new_epoch_each_epoch(tmp_path):
         brain.train_sampler.set_epoch(epoch)
         subsets.append(list(sampler))
     assert subsets[0] != subsets[1]
+
+
+def test_a_time_schedule_sets_the_learning_rate_from_the_training_clock(tmp_path):
+    """Before each step the rate is the schedule's at the training minutes so far (the clock is
+    what checkpoints keep, so a resumed run continues the schedule); validation leaves it alone."""
+    from spmamba_sb.schedules import TimeBudgetSchedule
+
+    hparams = _hparams(tmp_path)
+    schedule = TimeBudgetSchedule(lr=1e-3, total_minutes=10, warmup_minutes=1)
+    hparams["lr_scheduler"] = schedule
+    brain = _brain(hparams)
+    brain.init_optimizers()
+    brain.training_clock.seconds = 5 * 60  # as recovered from a checkpoint
+    brain.on_stage_start(sb.Stage.TRAIN, epoch=1)
+    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(5))
+    brain.fit_batch(_batch())
+    minutes = brain.training_clock.elapsed / 60
+    assert 5 < minutes < 5.5
+    assert brain.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(minutes), rel=1e-3)
+    assert brain.optimizer.param_groups[0]["lr"] < schedule(5)
+    brain.training_clock.stop()
+    brain.train_stats = {}
+    rate = brain.optimizer.param_groups[0]["lr"]
+    brain.on_stage_start(sb.Stage.VALID, epoch=1)
+    brain.hparams.train_logger = type("Log", (), {"log_stats": lambda self, **kw: setattr(self, "meta", kw)})()
+    brain.hparams.epoch_counter = object()
+    brain.checkpointer = type("Ckpt", (), {"save_and_keep_only": lambda self, **kw: None})()
+    brain.on_stage_end(sb.Stage.VALID, -2.0, epoch=1)
+    assert brain.optimizer.param_groups[0]["lr"] == rate
+    assert brain.hparams.train_logger.meta["stats_meta"]["lr"] == rate

@@ -7,13 +7,15 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
 
+from spmamba_sb.schedules import TimeBudgetSchedule
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HPARAMS = sorted(glob.glob(os.path.join(ROOT, "hparams", "*.yaml")))
 PARAMS = {"spmamba.yaml": 6_141_826, "spmamba-8k.yaml": 6_094_498, "tfgridnet.yaml": 10_427_266,
           "spmamba-8k-quick.yaml": 6_094_498}
 # The paper's recipe, which every file but the short-budget one follows (REFERENCE §2).
-PAPER_RECIPE = {"lr_patience": 10, "crop_seconds": 4, "dynamic_mixing": False, "batch_size": 1}
-QUICK_RECIPE = {"lr_patience": 2, "crop_seconds": 2, "dynamic_mixing": True, "batch_size": 4}
+PAPER_RECIPE = {"lr": 1e-3, "crop_seconds": 4, "dynamic_mixing": False, "batch_size": 1}
+QUICK_RECIPE = {"lr": 2e-3, "crop_seconds": 2, "dynamic_mixing": True, "batch_size": 4}
 # Keys that SpeechBrain's stock recipes/{LibriMix,WSJ0Mix}/separation/train.py read.
 STOCK_KEYS = [
     "Encoder", "MaskNet", "Decoder", "num_spks", "loss", "optimizer", "lr_scheduler", "epoch_counter",
@@ -37,9 +39,15 @@ def test_loads_and_builds(path, tmp_path):
     assert not missing
     assert not any(hparams[flag] for flag in ("use_speedperturb", "use_rand_shift", "use_wavedrop", "threshold_byloss"))
     assert hparams["speed_perturb"].orig_freq == hparams["sample_rate"]
-    assert isinstance(hparams["lr_scheduler"], ReduceLROnPlateau)
-    recipe = QUICK_RECIPE if os.path.basename(path) == "spmamba-8k-quick.yaml" else PAPER_RECIPE
-    assert hparams["lr_scheduler"].factor == 0.5 and hparams["lr_scheduler"].patience == recipe["lr_patience"]
+    quick = os.path.basename(path) == "spmamba-8k-quick.yaml"
+    recipe = QUICK_RECIPE if quick else PAPER_RECIPE
+    if quick:  # warm-up, then linear decay to 0 over the time budget
+        schedule = hparams["lr_scheduler"]
+        assert isinstance(schedule, TimeBudgetSchedule)
+        assert schedule.total_minutes == hparams["max_train_minutes"] and schedule(schedule.total_minutes) == 0
+    else:  # halved after 10 epochs without improvement
+        assert isinstance(hparams["lr_scheduler"], ReduceLROnPlateau)
+        assert hparams["lr_scheduler"].factor == 0.5 and hparams["lr_scheduler"].patience == 10
     assert hparams["dynamic_mixing"] == recipe["dynamic_mixing"] and hparams["batch_size"] == recipe["batch_size"]
     assert hparams["epoch_counter"].limit_to_stop == 20
     assert hparams["clip_grad_norm"] == hparams["max_grad_norm"] == 5
@@ -48,4 +56,4 @@ def test_loads_and_builds(path, tmp_path):
     assert set(hparams["modules"]) == {"encoder", "masknet", "decoder"}
     assert hparams["Encoder"].n_fft == hparams["Decoder"].n_fft == hparams["n_fft"]
     optimizer = hparams["optimizer"](hparams["MaskNet"].parameters())
-    assert optimizer.defaults["lr"] == 1e-3 and optimizer.defaults["weight_decay"] == 0
+    assert optimizer.defaults["lr"] == recipe["lr"] and optimizer.defaults["weight_decay"] == 0

@@ -17,6 +17,8 @@ FORBIDDEN = {
     "spmamba_sb.chunking": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION],
     "spmamba_sb.export": ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.chunking", "spmamba_sb.cli"],
     "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.export", "spmamba_sb.cli"],
+    "spmamba_sb.schedules": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data",
+                             *APPLICATION],
     "spmamba_sb": ["train", "recipes", "benchmarks", "tests"],
 }
 
