@@ -1,5 +1,5 @@
-"""No number changes: the models, the trio and file separation give the outputs saved in
-``outputs.pt`` (fp32, to 1e-6 of each tensor's largest value)."""
+"""No number changes: the models, the trio, file separation, a short train.py run and the commands
+give the outputs saved in ``outputs.pt`` (fp32, to 1e-6 of each tensor's largest value)."""
 
 import pytest
 import torch
