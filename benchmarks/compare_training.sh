@@ -58,11 +58,7 @@ plot() {
 }
 
 check() {
-    local mixture="$DATA/test/mix/test_000000.wav"
-    spmamba-export "$(experiment spmamba)" --out "$RESULTS/spmamba-model"
-    spmamba-separate "$mixture" --model "$RESULTS/spmamba-model" --out "$RESULTS/separated" --overwrite --device "$DEVICE"
-    "$PYTHON" benchmarks/check_exported_model.py "$RESULTS/spmamba-model" "$DATA/test.csv" test_000000 \
-        --separated "$RESULTS"/separated/test_000000_s*.wav --device "$DEVICE" | tee "$RESULTS/exported_model.json"
+    PYTHON=$PYTHON benchmarks/check_export.sh "$(experiment spmamba)" "$DATA" "$RESULTS/spmamba" "$DEVICE"
 }
 
 case "${1:-}" in

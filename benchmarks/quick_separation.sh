@@ -11,10 +11,12 @@
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
 #
 # Settings (environment): DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
-# (training hours of fixed mixtures, default 3), VOICES (synthetic speakers, default 400), SEED,
+# (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
-# the same recipe: MODEL_ARGS="--sequence_layer lstm" with its own RESULTS folder), COMPILE (1: torch.compile the mask net, SpeechBrain's
-# --compile; a run that fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides).
+# the same recipe: MODEL_ARGS="--sequence_layer lstm" with its own RESULTS folder), COMPILE (1, the
+# default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that fails compiled
+# resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine holds
+# prepare, train, plot and check with BUDGET=20.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +24,12 @@ DATA=${DATA:-data/demo-clean-8k}
 RESULTS=${RESULTS:-results/quick}
 BUDGET=${BUDGET:-25}
 ABLATION=${ABLATION:-8}
-HOURS=${HOURS:-3}
+HOURS=${HOURS:-2}
 VOICES=${VOICES:-400}
-COMPILE=${COMPILE:-0}
 SEED=${SEED:-1234}
 WORKERS=${WORKERS:-$(nproc)}
 DEVICE=${DEVICE:-cuda}
+COMPILE=${COMPILE:-$([ "$DEVICE" = cpu ] && echo 0 || echo 1)}
 MODEL=${MODEL:-spmamba-8k-quick}
 PYTHON=${PYTHON:-python3}
 
@@ -68,11 +70,7 @@ plot() {
 }
 
 check() {
-    local mixture="$DATA/test/mix/test_000000.wav"
-    spmamba-export "$(experiment "$MODEL")" --out "$RESULTS/model"
-    spmamba-separate "$mixture" --model "$RESULTS/model" --out "$RESULTS/separated" --overwrite --device "$DEVICE"
-    "$PYTHON" benchmarks/check_exported_model.py "$RESULTS/model" "$DATA/test.csv" test_000000 \
-        --separated "$RESULTS"/separated/test_000000_s*.wav --device "$DEVICE" | tee "$RESULTS/exported_model.json"
+    PYTHON=$PYTHON benchmarks/check_export.sh "$(experiment "$MODEL")" "$DATA" "$RESULTS" "$DEVICE"
 }
 
 case "${1:-}" in
