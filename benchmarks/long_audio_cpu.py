@@ -20,10 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 import numpy as np
 import soundfile as sf
 import torch
+
+from spmamba_sb.nnet.bmamba import BMamba
 
 RATE = 16000
 
@@ -71,10 +74,10 @@ def main():
               "chunk_seconds": args.chunk_seconds, "small_model": {}, "published_model_one_chunk": None}
     with tempfile.TemporaryDirectory() as tmp:
         small = _model(os.path.join(tmp, "small"), num_blocks=1, emb_dim=4, emb_kernel_size=4, num_heads=1,
-                       d_state=4, expand=1, scan_backend="torch")
+                       sequence_layer=partial(BMamba, d_state=4, expand=1, scan_backend="torch"))
         for minutes in args.minutes:
             report["small_model"][f"{minutes:g} min"] = _child(small, _wav(tmp, minutes * 60), args.chunk_seconds)
-        published = _model(os.path.join(tmp, "published"), scan_backend="torch")
+        published = _model(os.path.join(tmp, "published"), sequence_layer=partial(BMamba, scan_backend="torch"))
         report["published_model_one_chunk"] = _child(published, _wav(tmp, args.chunk_seconds), args.chunk_seconds)
     print(json.dumps(report, indent=1))
 

@@ -13,7 +13,7 @@
 # Settings (environment): DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
-# the same recipe: MODEL_ARGS="--sequence_layer lstm" with its own RESULTS folder), COMPILE (1, the
+# the same recipe: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder), COMPILE (1, the
 # default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that fails compiled
 # resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine holds
 # prepare, train, plot and check with BUDGET=20.

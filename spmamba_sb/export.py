@@ -5,11 +5,13 @@ A model folder loads with :class:`~spmamba_sb.inference.SPMambaSeparation` and, 
 SpeechBrain's ``SepformerSeparation``.
 """
 
+import functools
 import inspect
 import logging
 import os
+import pydoc
 import shutil
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import ruamel.yaml
 import torch
@@ -19,12 +21,13 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models.reference_weights import load_reference_weights, read_reference_checkpoint, reference_settings
-from spmamba_sb.trio import Encoder, MaskNet
+from spmamba_sb.nnet.stft import STFT_SETTINGS
+from spmamba_sb.trio import Encoder, MaskNet, upgrade_masknet_arguments
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILES = ("encoder.ckpt", "masknet.ckpt", "decoder.ckpt")
-STFT_ARGUMENTS = ("n_fft", "hop_length", "win_length", "window")
+NAME_TAG = "!name:"
 
 INFERENCE_YAML = """\
 # SPMamba separation model.
@@ -62,12 +65,18 @@ def model_yaml(sample_rate: int, stft: Mapping[str, Any], masknet: Mapping[str, 
     stft : mapping
         Arguments of the :class:`~spmamba_sb.trio.Encoder` (and the decoder): ``n_fft``, ...
     masknet : mapping
-        Arguments of the :class:`~spmamba_sb.trio.MaskNet`.
+        Arguments of the :class:`~spmamba_sb.trio.MaskNet`; its ``sequence_layer`` (a class, or
+        a ``functools.partial`` of one with keyword arguments) is written as ``!name:``.
 
     Returns
     -------
     str
         The YAML text.
+
+    Raises
+    ------
+    ValueError
+        If a callable argument cannot be written as ``!name:`` (see :func:`yaml_arguments`).
 
     Example
     -------
@@ -76,14 +85,56 @@ def model_yaml(sample_rate: int, stft: Mapping[str, Any], masknet: Mapping[str, 
     ['sample_rate: 8000', 'num_spks: 2']
     """
     num_spks = masknet.get("num_spks", inspect.signature(GridNetMaskNet).parameters["num_spks"].default)
-    return INFERENCE_YAML.format(sample_rate=sample_rate, num_spks=num_spks, stft=_yaml_args(stft),
-                                 masknet=_yaml_args(masknet))
+    return INFERENCE_YAML.format(sample_rate=sample_rate, num_spks=num_spks, stft=yaml_arguments(stft),
+                                 masknet=yaml_arguments(masknet))
 
 
-def _yaml_args(arguments: Mapping[str, Any]) -> str:
-    """Constructor arguments as an indented YAML mapping."""
-    text = yaml.safe_dump(dict(arguments), default_flow_style=False, sort_keys=False)
-    return "".join(f"    {line}\n" for line in text.splitlines())
+def yaml_arguments(arguments: Mapping[str, Any], indent: str = "    ") -> str:
+    """Constructor arguments as an indented HyperPyYAML mapping.
+
+    A callable argument, a class or function or a ``functools.partial`` of one with keyword
+    arguments, is written as ``!name:`` with its keyword arguments under it.
+
+    Arguments
+    ---------
+    arguments : Mapping
+        Keyword -> plain value (bool, int, float, str, list, dict, None) or callable.
+    indent : str
+        Put before every line of the top level.
+
+    Returns
+    -------
+    str
+        The lines, each ending with a newline.
+
+    Raises
+    ------
+    ValueError
+        If a callable is not importable by its name, or a partial has positional arguments.
+
+    Example
+    -------
+    >>> from functools import partial
+    >>> from spmamba_sb.nnet.sequence import BLSTM
+    >>> print(yaml_arguments({"num_spks": 2, "sequence_layer": partial(BLSTM, hidden_dim=64)}), end="")
+        num_spks: 2
+        sequence_layer: !name:spmamba_sb.nnet.sequence.BLSTM
+            hidden_dim: 64
+    """
+    lines: List[str] = []
+    for key, value in arguments.items():
+        if callable(value):
+            target = value.func if isinstance(value, functools.partial) else value
+            name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}"
+            if pydoc.locate(name) is not target or (isinstance(value, functools.partial) and value.args):
+                raise ValueError(f"{key}={value!r} cannot be written to hyperparams.yaml: give a class, or a "
+                                 "functools.partial of one with keyword arguments only")
+            keywords = value.keywords if isinstance(value, functools.partial) else {}
+            lines.append(f"{indent}{key}: {NAME_TAG}{name}\n" + yaml_arguments(keywords, indent + "    "))
+        else:
+            text = yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False)
+            lines.extend(f"{indent}{line}\n" for line in text.splitlines())
+    return "".join(lines)
 
 
 def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, masknet: MaskNet,
@@ -105,8 +156,9 @@ def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, mask
 
     Example
     -------
-    >>> masknet = MaskNet(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2,
-    ...                   attention_qk_dim=17, d_state=4, expand=2)
+    >>> from spmamba_sb.nnet.bmamba import BMamba
+    >>> masknet = MaskNet(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17,
+    ...                   sequence_layer=functools.partial(BMamba, d_state=4, expand=2))
     >>> folder = str(getfixture("tmp_path"))
     >>> write_model_folder(folder, 8000, Encoder(32, 8), masknet, save_weights=True)
     >>> sorted(os.listdir(folder))
@@ -127,7 +179,10 @@ def read_experiment(experiment_folder: str) -> Dict[str, Any]:
     """The settings a model folder needs, read from a training experiment's ``hyperparams.yaml``.
 
     The file is read as data: references are resolved, but no object is built and nothing
-    is run (not the experiment's seeding either).
+    is run (not the experiment's seeding either). A ``!name:`` argument of the mask net (its
+    ``sequence_layer``) becomes the class it names, or a ``functools.partial`` of it: imported,
+    not called. The older string form of the sequence layer is converted by
+    :func:`~spmamba_sb.trio.upgrade_masknet_arguments`.
 
     Arguments
     ---------
@@ -144,7 +199,19 @@ def read_experiment(experiment_folder: str) -> Dict[str, Any]:
     FileNotFoundError
         If the folder has no ``hyperparams.yaml``.
     ValueError
-        If it does not define the trio (``Encoder`` and ``MaskNet`` of :mod:`spmamba_sb.trio`).
+        If it does not define the trio (``Encoder`` and ``MaskNet`` of :mod:`spmamba_sb.trio`),
+        or a ``!name:`` in the mask net's arguments names nothing importable.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "hyperparams.yaml").write_text(
+    ...     "sample_rate: 8000\\nsave_folder: !ref <output_folder>/save\\n"
+    ...     "Encoder: !new:spmamba_sb.trio.Encoder\\n    n_fft: 32\\n    hop_length: 8\\n"
+    ...     "MaskNet: !new:spmamba_sb.trio.MaskNet\\n    n_fft: 32\\n"
+    ...     "    sequence_layer: !name:spmamba_sb.nnet.sequence.BLSTM\\n        hidden_dim: 8\\n")
+    >>> read_experiment(str(folder))["masknet"]
+    {'n_fft': 32, 'sequence_layer': functools.partial(<class 'spmamba_sb.nnet.sequence.BLSTM'>, hidden_dim=8)}
     """
     hparams_path = os.path.join(experiment_folder, "hyperparams.yaml")
     if not os.path.isfile(hparams_path):
@@ -157,13 +224,23 @@ def read_experiment(experiment_folder: str) -> Dict[str, Any]:
         if getattr(getattr(node, "tag", None), "value", None) != expected:
             raise ValueError(f"{hparams_path}: {key} must be {expected} to export a model folder")
         arguments[key] = _plain(dict(node))
-    stft = {name: value for name, value in arguments["Encoder"].items() if name in STFT_ARGUMENTS}
-    return {"sample_rate": int(tree["sample_rate"]), "stft": stft, "masknet": arguments["MaskNet"],
-            "save_folder": str(tree["save_folder"])}
+    stft = {name: value for name, value in arguments["Encoder"].items() if name in STFT_SETTINGS}
+    return {"sample_rate": int(tree["sample_rate"]), "stft": stft,
+            "masknet": upgrade_masknet_arguments(arguments["MaskNet"]), "save_folder": str(tree["save_folder"])}
 
 
 def _plain(value: Any) -> Any:
-    """ruamel's round-trip types as plain Python ones (bool, int, float, str, list, dict)."""
+    """ruamel's round-trip types as plain Python ones (bool, int, float, str, list, dict), and a
+    ``!name:`` node as the callable it names (a ``functools.partial`` where it has arguments)."""
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    if tag and tag.startswith(NAME_TAG):
+        target = pydoc.locate(tag[len(NAME_TAG):])
+        if target is None:
+            raise ValueError(f"{tag}: no such class or function")
+        if isinstance(value, list):
+            raise ValueError(f"{tag}: give its arguments by name (positional ones are not exported)")
+        keywords = _plain(dict(value)) if isinstance(value, dict) else {}
+        return functools.partial(target, **keywords) if keywords else target
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -4,9 +4,9 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.nnet.gridnet_block import GridNetBlock
-from spmamba_sb.nnet.scan import check_backend
-from spmamba_sb.nnet.sequence import SEQUENCE_LAYERS
+from spmamba_sb.nnet.sequence import SequenceLayerFactory
 
 
 class GridNetMaskNet(nn.Module):
@@ -14,7 +14,10 @@ class GridNetMaskNet(nn.Module):
 
     ``[B, 2M, T, F] -> [B, S, 2, T, F]``: Conv2d (3x3) + GroupNorm to D channels,
     ``num_blocks`` GridNet blocks, ConvTranspose2d (3x3) to 2S channels read as
-    (source, real/imaginary).
+    (source, real/imaginary). The blocks' sequence layer comes in as an argument, much as
+    SpeechBrain's ``Dual_Path_Model`` takes its ``intra_model``, here as a factory so that each
+    path gets a fresh layer: the default, the class :class:`~spmamba_sb.nnet.bmamba.BMamba`,
+    makes SPMamba's mask net; ``functools.partial(BLSTM, hidden_dim=H)`` makes TF-GridNet's.
 
     Arguments
     ---------
@@ -35,28 +38,37 @@ class GridNetMaskNet(nn.Module):
     attention_qk_dim : int
         Approximate query/key width per head.
     eps : float
-        Norm epsilon.
-    sequence_layer : str
-        ``"mamba"`` (SPMamba) or ``"lstm"`` (TF-GridNet).
-    lstm_hidden_dim : int
-        Hidden units per direction for ``"lstm"``.
-    d_state, d_conv, expand : int
-        Mamba settings for ``"mamba"``.
-    scan_backend : str
-        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``.
+        Norm epsilon (of the mask net's own norms; the sequence layer's are its own setting).
+    sequence_layer : callable
+        ``sequence_layer(input_dim)`` builds one sequence layer, [input_dim, rows, L] ->
+        [output_dim, rows, L], with ``input_dim`` = D * K; it is called once per path, 2 *
+        ``num_blocks`` times (see :mod:`spmamba_sb.nnet.sequence`). In YAML, for example
+        ``!name:spmamba_sb.nnet.bmamba.BMamba`` with ``d_state``, ``d_conv``, ``expand`` and
+        ``scan_backend`` under it, or ``!name:spmamba_sb.nnet.sequence.BLSTM`` with ``hidden_dim``.
     checkpoint_blocks : bool
         Activation checkpointing: keep only each block's input and recompute its activations
         in the backward pass (``torch.utils.checkpoint``). Training memory drops to about one
         block's worth for roughly one more forward pass of time; outputs and gradients are
         unchanged, and inference (no autograd) is unaffected.
 
+    Raises
+    ------
+    TypeError
+        If ``sequence_layer`` is not callable.
+
     Example
     -------
+    >>> from functools import partial
+    >>> from spmamba_sb.nnet.bmamba import BMamba
+    >>> from spmamba_sb.nnet.sequence import BLSTM
     >>> masknet = GridNetMaskNet(num_spks=2, n_fft=16, emb_dim=4, emb_kernel_size=3,
     ...                          num_blocks=1, num_heads=2, attention_qk_dim=18,
-    ...                          d_state=4, expand=2, scan_backend="torch")
+    ...                          sequence_layer=partial(BMamba, d_state=4, expand=2, scan_backend="torch"))
     >>> masknet(torch.randn(1, 2, 6, 9)).shape
     torch.Size([1, 2, 2, 6, 9])
+    >>> GridNetMaskNet(n_fft=16, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2,
+    ...                sequence_layer=partial(BLSTM, hidden_dim=5)).blocks[0].inter.sequence.output_dim
+    10
     """
 
     def __init__(
@@ -71,31 +83,26 @@ class GridNetMaskNet(nn.Module):
         num_heads: int = 4,
         attention_qk_dim: int = 512,
         eps: float = 1e-5,
-        sequence_layer: str = "mamba",
-        lstm_hidden_dim: int = 192,
-        d_state: int = 16,
-        d_conv: int = 4,
-        expand: int = 4,
-        scan_backend: str = "auto",
+        sequence_layer: SequenceLayerFactory = BMamba,
         checkpoint_blocks: bool = False,
     ):
         super().__init__()
         positive = dict(num_spks=num_spks, n_fft=n_fft, num_mics=num_mics, emb_dim=emb_dim,
                         emb_kernel_size=emb_kernel_size, emb_hop_size=emb_hop_size,
-                        num_blocks=num_blocks, num_heads=num_heads, attention_qk_dim=attention_qk_dim,
-                        lstm_hidden_dim=lstm_hidden_dim)
+                        num_blocks=num_blocks, num_heads=num_heads, attention_qk_dim=attention_qk_dim)
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if emb_dim % num_heads:
             raise ValueError(f"emb_dim={emb_dim} is not divisible by num_heads={num_heads}")
-        if sequence_layer not in SEQUENCE_LAYERS:
-            raise ValueError(f"sequence_layer={sequence_layer!r} is not one of {SEQUENCE_LAYERS}")
         if n_fft % 2:
             raise ValueError(f"n_fft must be even, got {n_fft}")
-        check_backend(scan_backend)
+        if not callable(sequence_layer):
+            raise TypeError(f"sequence_layer={sequence_layer!r} is not callable: give a class that builds a layer "
+                            "from its input channels (BMamba, BLSTM) or a functools.partial of one")
         n_freqs = n_fft // 2 + 1
         self.num_spks = num_spks
+        self.n_fft = n_fft
         self.num_mics = num_mics
         self.checkpoint_blocks = checkpoint_blocks
         self.embed = nn.Sequential(
@@ -103,11 +110,8 @@ class GridNetMaskNet(nn.Module):
             nn.GroupNorm(1, emb_dim, eps=eps),
         )
         self.blocks = nn.ModuleList(
-            GridNetBlock(
-                emb_dim, n_freqs, emb_kernel_size, emb_hop_size, num_heads, attention_qk_dim, eps,
-                kind=sequence_layer, lstm_hidden_dim=lstm_hidden_dim, d_state=d_state,
-                d_conv=d_conv, expand=expand, scan_backend=scan_backend,
-            )
+            GridNetBlock(emb_dim, n_freqs, sequence_layer, emb_kernel_size, emb_hop_size, num_heads,
+                         attention_qk_dim, eps)
             for _ in range(num_blocks)
         )
         self.deconv = nn.ConvTranspose2d(emb_dim, 2 * num_spks, kernel_size=3, padding=1)

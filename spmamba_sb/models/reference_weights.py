@@ -9,9 +9,14 @@ block share a convolution, so their weights are concatenated head by head.
 import os
 import re
 from collections import defaultdict
+from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
+
+from spmamba_sb.models.reference_keywords import reference_keyword, to_our_keywords
+from spmamba_sb.nnet.bmamba import BMamba
+from spmamba_sb.nnet.sequence import BLSTM
 
 LIGHTNING_PREFIX = "audio_model."
 _SLOTS = {"0": "conv", "1": "act", "2": "norm"}
@@ -118,14 +123,6 @@ def convert_reference_state_dict(state: Mapping[str, torch.Tensor]) -> Tuple[Dic
 #: The published settings that a checkpoint's shapes do not hold.
 PUBLISHED_SAMPLE_RATES = {256: 8000, 512: 16000}  # by n_fft
 PUBLISHED_QK_DIM = 512
-#: Keys of the reference's ``audionet_config`` -> mask-net / STFT arguments here.
-CONFIG_KEYWORDS = {
-    "n_srcs": "num_spks", "n_fft": "n_fft", "stride": "hop_length", "window": "window", "n_imics": "num_mics",
-    "n_layers": "num_blocks", "attn_n_head": "num_heads", "attn_approx_qk_dim": "attention_qk_dim",
-    "emb_dim": "emb_dim", "emb_ks": "emb_kernel_size", "emb_hs": "emb_hop_size", "eps": "eps",
-    "lstm_hidden_units": "lstm_hidden_dim", "d_state": "d_state", "d_conv": "d_conv", "expand": "expand",
-}
-STFT_KEYWORDS = ("n_fft", "hop_length", "window")
 
 
 def settings_from_shapes(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
@@ -140,8 +137,9 @@ def settings_from_shapes(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     -------
     dict
         ``num_spks``, ``n_fft``, ``num_mics``, ``emb_dim``, ``emb_kernel_size``, ``num_blocks``,
-        ``num_heads``, ``sequence_layer`` and the sequence layer's sizes (``d_state``, ``d_conv``,
-        ``expand``, or ``lstm_hidden_dim``), plus ``qk_channels`` (E of the attention).
+        ``num_heads``, the sequence layer's sizes under the models' keywords (``d_state``,
+        ``d_conv`` and ``expand`` for Mamba, ``lstm_hidden_dim`` for an LSTM), and ``qk_channels``
+        (E of the attention).
 
     Raises
     ------
@@ -162,13 +160,13 @@ def settings_from_shapes(state: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
     mixer = "blocks.0.intra_mamba.forward_blocks.0.mixer."
     if mixer + "in_proj.weight" in state:
         two_inner, d_model = need(mixer + "in_proj.weight")
-        settings.update(sequence_layer="mamba", d_state=need(mixer + "A_log")[1],
-                        d_conv=need(mixer + "conv1d.weight")[-1], expand=two_inner // 2 // d_model)
+        settings.update(d_state=need(mixer + "A_log")[1], d_conv=need(mixer + "conv1d.weight")[-1],
+                        expand=two_inner // 2 // d_model)
     else:
         four_hidden, d_model = need("blocks.0.intra_rnn.weight_ih_l0")
-        settings.update(sequence_layer="lstm", lstm_hidden_dim=four_hidden // 4)
+        settings.update(lstm_hidden_dim=four_hidden // 4)
     settings["emb_kernel_size"] = d_model // emb_dim
-    return {key: int(value) if not isinstance(value, str) else value for key, value in settings.items()}
+    return {key: int(value) for key, value in settings.items()}
 
 
 def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mapping[str, Any]] = None,
@@ -176,7 +174,8 @@ def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mappi
     """Everything a model folder needs, for the reference weights ``state``.
 
     The shapes give the network's sizes. The hop, ``emb_hs``, the attention's ``approx_qk_dim``
-    and the sample rate come from the reference's ``audionet_config`` (and the data config's
+    and the sample rate come from the reference's ``audionet_config`` (its keywords read by
+    :func:`~spmamba_sb.models.reference_keywords.to_our_keywords`; and the data config's
     ``sample_rate``) when given, else from the published presets: hop = n_fft / 4, ``emb_hs`` 1,
     ``approx_qk_dim`` 512 (or E x F where that does not give E) and 8 kHz for n_fft 256, 16 kHz
     for 512.
@@ -194,7 +193,9 @@ def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mappi
     -------
     settings : dict
         ``sample_rate``, ``stft`` (``n_fft``, ``hop_length``, ``window``) and ``masknet``
-        (:class:`~spmamba_sb.models.gridnet.GridNetMaskNet` arguments).
+        (:class:`~spmamba_sb.models.gridnet.GridNetMaskNet` arguments; ``sequence_layer`` a
+        ``functools.partial`` of :class:`~spmamba_sb.nnet.bmamba.BMamba` or
+        :class:`~spmamba_sb.nnet.sequence.BLSTM`).
     summary : str
         One line saying where each setting came from.
 
@@ -212,11 +213,8 @@ def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mappi
     """
     shapes = settings_from_shapes(state)
     n_fft, n_freqs, qk_channels = shapes["n_fft"], shapes["n_fft"] // 2 + 1, shapes.pop("qk_channels")
-    given, named = {}, {}
-    for key, value in (config or {}).items():
-        if key in CONFIG_KEYWORDS:
-            given[CONFIG_KEYWORDS[key]], named[CONFIG_KEYWORDS[key]] = value, key
-    conflicts = [f"{named[key]}={given[key]!r} (the weights have {shapes[key]!r})" for key in shapes
+    given = to_our_keywords(config or {})
+    conflicts = [f"{reference_keyword(key)}={given[key]!r} (the weights have {shapes[key]!r})" for key in shapes
                  if key in given and given[key] != shapes[key]]
     qk_dim = given.get("attention_qk_dim", PUBLISHED_QK_DIM if -(-PUBLISHED_QK_DIM // n_freqs) == qk_channels
                        else qk_channels * n_freqs)
@@ -229,14 +227,19 @@ def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mappi
     if rate is None:
         raise ValueError(f"no published sample rate for n_fft {n_fft}: give the reference's config with its "
                          "datamodule.data_config.sample_rate")
-    masknet = dict(shapes, emb_hop_size=int(given.get("emb_hop_size", 1)), attention_qk_dim=int(qk_dim))
-    if "eps" in given:
-        masknet["eps"] = float(given["eps"])
+    eps = {"eps": float(given["eps"])} if "eps" in given else {}
+    if "lstm_hidden_dim" in shapes:
+        kind, sequence_layer = "lstm", partial(BLSTM, hidden_dim=shapes.pop("lstm_hidden_dim"))
+    else:  # BMamba's RMSNorm epsilon is the network's, as in SPMamba
+        mamba = {name: shapes.pop(name) for name in ("d_state", "d_conv", "expand")}
+        kind, sequence_layer = "mamba", partial(BMamba, **mamba, **eps)
+    masknet = dict(shapes, emb_hop_size=int(given.get("emb_hop_size", 1)), attention_qk_dim=int(qk_dim), **eps,
+                   sequence_layer=sequence_layer)
     stft = dict(n_fft=n_fft, hop_length=int(given.get("hop_length", n_fft // 4)),
                 window=str(given.get("window", "hann")))
-    from_config = [named[key] for key in ("hop_length", "window", "emb_hop_size", "attention_qk_dim", "eps")
+    from_config = [reference_keyword(key) for key in ("hop_length", "window", "emb_hop_size", "attention_qk_dim", "eps")
                    if key in given] + (["sample_rate"] if sample_rate else [])
-    summary = (f"{shapes['sequence_layer']} network of {masknet['num_blocks']} blocks, n_fft {n_fft}, "
+    summary = (f"{kind} network of {masknet['num_blocks']} blocks, n_fft {n_fft}, "
                f"{masknet['num_spks']} sources from the weights' shapes; hop {stft['hop_length']}, emb_hs "
                f"{masknet['emb_hop_size']}, approx_qk_dim {qk_dim}, {rate} Hz from "
                + (f"the config ({', '.join(from_config)}; the rest published presets)" if config or sample_rate

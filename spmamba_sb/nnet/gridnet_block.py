@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from spmamba_sb.nnet.attention import FullBandAttention
 from spmamba_sb.nnet.norms import LayerNorm4D
-from spmamba_sb.nnet.sequence import build_sequence_layer
+from spmamba_sb.nnet.sequence import SequenceLayerFactory
 
 
 class SequencePath(nn.Module):
@@ -23,28 +23,39 @@ class SequencePath(nn.Module):
     ---------
     emb_dim : int
         Channels D.
+    sequence_layer : callable
+        Builds the sequence layer from its input channels D * K (see :mod:`spmamba_sb.nnet.sequence`).
     emb_kernel_size : int
         Unfold kernel K.
     emb_hop_size : int
         Unfold hop.
     eps : float
         Norm epsilon.
-    **sequence_kwargs
-        Passed to :func:`~spmamba_sb.nnet.sequence.build_sequence_layer`.
+
+    Raises
+    ------
+    TypeError
+        If the layer built lacks ``output_dim`` or ``inference_elements``.
 
     Example
     -------
-    >>> path = SequencePath(4, 3, 1, kind="lstm", lstm_hidden_dim=5)
+    >>> from spmamba_sb.nnet.sequence import BLSTM
+    >>> path = SequencePath(4, BLSTM, emb_kernel_size=3, emb_hop_size=1)
     >>> path(torch.randn(2, 4, 6, 7)).shape
     torch.Size([2, 4, 6, 7])
     """
 
-    def __init__(self, emb_dim: int, emb_kernel_size: int, emb_hop_size: int, eps: float = 1e-5, **sequence_kwargs):
+    def __init__(self, emb_dim: int, sequence_layer: SequenceLayerFactory, emb_kernel_size: int, emb_hop_size: int,
+                 eps: float = 1e-5):
         super().__init__()
         self.emb_kernel_size = emb_kernel_size
         self.emb_hop_size = emb_hop_size
         self.norm = LayerNorm4D(emb_dim, eps)
-        self.sequence = build_sequence_layer(input_dim=emb_dim * emb_kernel_size, eps=eps, **sequence_kwargs)
+        self.sequence = sequence_layer(emb_dim * emb_kernel_size)
+        missing = [name for name in ("output_dim", "inference_elements") if not hasattr(self.sequence, name)]
+        if missing:
+            raise TypeError(f"sequence_layer={sequence_layer!r} built a {type(self.sequence).__name__} without "
+                            f"{' and '.join(missing)} (see spmamba_sb.nnet.sequence)")
         self.project = nn.ConvTranspose1d(
             self.sequence.output_dim, emb_dim, emb_kernel_size, stride=emb_hop_size
         )
@@ -53,7 +64,7 @@ class SequencePath(nn.Module):
         """Sequence layer and projection for independent rows: [rows, D, S] -> [rows, D, S]."""
         y = y.unfold(-1, self.emb_kernel_size, self.emb_hop_size)  # [rows, D, S', K]
         y = y.permute(1, 3, 0, 2).flatten(0, 1)  # [D*K, rows, S'], feature index d*K + k
-        y = self.sequence(y)  # [2H, rows, S']
+        y = self.sequence(y)  # [output_dim, rows, S']
         return self.project(y.transpose(0, 1))  # [rows, D, S]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,6 +99,9 @@ class GridNetBlock(nn.Module):
         Channels D.
     n_freqs : int
         Frequency bins F.
+    sequence_layer : callable
+        Builds each path's sequence layer from its input channels D * K (called twice: a
+        fresh layer per path; see :mod:`spmamba_sb.nnet.sequence`).
     emb_kernel_size : int
         Unfold kernel K.
     emb_hop_size : int
@@ -98,14 +112,13 @@ class GridNetBlock(nn.Module):
         Approximate query/key width per head.
     eps : float
         Norm epsilon.
-    **sequence_kwargs
-        Passed to :func:`~spmamba_sb.nnet.sequence.build_sequence_layer` (``kind``, ...).
 
     Example
     -------
-    >>> block = GridNetBlock(4, n_freqs=9, emb_kernel_size=3, num_heads=2,
-    ...                      attention_qk_dim=18, kind="mamba", d_state=4, expand=2,
-    ...                      scan_backend="torch")
+    >>> from functools import partial
+    >>> from spmamba_sb.nnet.bmamba import BMamba
+    >>> block = GridNetBlock(4, n_freqs=9, sequence_layer=partial(BMamba, d_state=4, expand=2, scan_backend="torch"),
+    ...                      emb_kernel_size=3, num_heads=2, attention_qk_dim=18)
     >>> block(torch.randn(2, 4, 6, 9)).shape
     torch.Size([2, 4, 6, 9])
     """
@@ -114,18 +127,18 @@ class GridNetBlock(nn.Module):
         self,
         emb_dim: int,
         n_freqs: int,
+        sequence_layer: SequenceLayerFactory,
         emb_kernel_size: int = 8,
         emb_hop_size: int = 1,
         num_heads: int = 4,
         attention_qk_dim: int = 512,
         eps: float = 1e-5,
-        **sequence_kwargs,
     ):
         super().__init__()
         self.emb_kernel_size = emb_kernel_size
         self.emb_hop_size = emb_hop_size
-        self.intra = SequencePath(emb_dim, emb_kernel_size, emb_hop_size, eps, **sequence_kwargs)
-        self.inter = SequencePath(emb_dim, emb_kernel_size, emb_hop_size, eps, **sequence_kwargs)
+        self.intra = SequencePath(emb_dim, sequence_layer, emb_kernel_size, emb_hop_size, eps)
+        self.inter = SequencePath(emb_dim, sequence_layer, emb_kernel_size, emb_hop_size, eps)
         self.attention = FullBandAttention(emb_dim, n_freqs, num_heads, attention_qk_dim, eps)
 
     def _padded_length(self, length: int) -> int:

@@ -1,18 +1,25 @@
-"""Registry of bidirectional sequence layers used along the frequency and time axes.
+"""The sequence layers of the GridNet blocks, and the factory form in which the mask net takes them.
 
-Every layer maps channel-major sequences [input_dim, rows, L] to [output_dim, rows, L]: the
+A sequence layer maps channel-major sequences [input_dim, rows, L] to [output_dim, rows, L]: the
 layout in which Mamba's projections are single matrix products (see
-:class:`~spmamba_sb.nnet.mixer.MambaMixer`). Its ``inference_elements`` sizes the groups of rows
-that inference runs at a time (:class:`~spmamba_sb.nnet.gridnet_block.SequencePath`): about that
-many input elements per group, looked up by device type (``"cpu"`` for any type not listed).
+:class:`~spmamba_sb.nnet.mixer.MambaMixer`). It has two attributes: ``output_dim``, and
+``inference_elements``, which sizes the groups of rows that inference runs at a time
+(:class:`~spmamba_sb.nnet.gridnet_block.SequencePath`): about that many input elements per group,
+looked up by device type (``"cpu"`` for any type not listed).
+
+The mask net takes a factory: a callable that builds one fresh layer from its input channels,
+``factory(input_dim)``, such as :class:`~spmamba_sb.nnet.bmamba.BMamba` (SPMamba), :class:`BLSTM`
+(TF-GridNet) or a ``functools.partial`` of either with its settings; HyperPyYAML's ``!name:`` tag
+writes such a partial.
 """
+
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from spmamba_sb.nnet.bmamba import BMamba
-
-SEQUENCE_LAYERS = ("mamba", "lstm")
+#: Builds one sequence layer from its input channels.
+SequenceLayerFactory = Callable[[int], nn.Module]
 
 
 class BLSTM(nn.Module):
@@ -23,11 +30,12 @@ class BLSTM(nn.Module):
     input_dim : int
         Input channels.
     hidden_dim : int
-        Hidden units per direction; the output has ``2 * hidden_dim``.
+        Hidden units H per direction; the output has ``2 * hidden_dim``. The default is
+        TF-GridNet's published 192.
 
     Example
     -------
-    >>> BLSTM(8, 5)(torch.randn(8, 3, 20)).shape
+    >>> BLSTM(8, hidden_dim=5)(torch.randn(8, 3, 20)).shape
     torch.Size([10, 3, 20])
     """
 
@@ -37,59 +45,14 @@ class BLSTM(nn.Module):
     # 1.2 / 9.2 / 17.9 / 32.6 GiB; 2^26 keeps TF-GridNet within 12 GB GPUs.
     inference_elements = {"cpu": 1 << 23, "cuda": 1 << 26}
 
-    def __init__(self, input_dim: int, hidden_dim: int):
+    def __init__(self, input_dim: int, hidden_dim: int = 192):
         super().__init__()
+        for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.output_dim = 2 * hidden_dim
         self.lstm = nn.LSTM(input_dim, hidden_dim, batch_first=True, bidirectional=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[input_dim, rows, L] -> [2 * hidden_dim, rows, L]."""
+        """[input_dim, rows, L] -> [2H, rows, L]."""
         return self.lstm(x.permute(1, 2, 0))[0].permute(2, 0, 1)
-
-
-def build_sequence_layer(
-    kind: str,
-    input_dim: int,
-    lstm_hidden_dim: int = 192,
-    d_state: int = 16,
-    d_conv: int = 4,
-    expand: int = 4,
-    eps: float = 1e-5,
-    scan_backend: str = "auto",
-) -> nn.Module:
-    """Build a bidirectional sequence layer, [input_dim, rows, L] -> [output_dim, rows, L].
-
-    Every layer has ``output_dim`` and ``inference_elements`` attributes.
-
-    Arguments
-    ---------
-    kind : str
-        ``"mamba"`` (:class:`~spmamba_sb.nnet.bmamba.BMamba`, SPMamba) or ``"lstm"``
-        (:class:`BLSTM`, TF-GridNet).
-    input_dim : int
-        Input channels.
-    lstm_hidden_dim : int
-        Hidden units per direction of ``"lstm"``.
-    d_state, d_conv, expand, eps, scan_backend
-        Settings of ``"mamba"``.
-
-    Returns
-    -------
-    torch.nn.Module
-        The layer.
-
-    Raises
-    ------
-    ValueError
-        If ``kind`` is unknown.
-
-    Example
-    -------
-    >>> build_sequence_layer("lstm", 8, lstm_hidden_dim=5).output_dim
-    10
-    """
-    if kind == "mamba":
-        return BMamba(input_dim, d_state, d_conv, expand, eps=eps, scan_backend=scan_backend)
-    if kind == "lstm":
-        return BLSTM(input_dim, lstm_hidden_dim)
-    raise ValueError(f"sequence_layer={kind!r} is not one of {SEQUENCE_LAYERS}")

@@ -1,5 +1,6 @@
 """STFT front end and iSTFT back end sharing one configuration; computed in fp32 (fp64 for fp64 input)."""
 
+import inspect
 from typing import Optional
 
 import torch
@@ -49,6 +50,10 @@ class STFTConfig(nn.Module):
     def num_frames(self, length: int) -> int:
         """Frames of a signal of ``length`` samples (centred frames)."""
         return length // self.hop_length + 1
+
+
+#: The names of the STFT settings, as :class:`STFTConfig` takes them.
+STFT_SETTINGS = tuple(inspect.signature(STFTConfig).parameters)
 
 
 class STFTEncoder(STFTConfig):

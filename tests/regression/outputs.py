@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,14 @@ from spmamba_sb import SPMamba, TFGridNet
 from spmamba_sb.cli import export_main, separate_main
 from spmamba_sb.export import write_model_folder
 from spmamba_sb.inference import SPMambaSeparation
+from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
 
 SAVED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "outputs.pt")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RATE = 8000
-TINY = dict(n_fft=64, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33, d_state=4,
-            expand=1)
+TINY = dict(n_fft=64, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33)
+MAMBA = dict(d_state=4, expand=1, scan_backend="torch")
 
 
 def _mixture(samples: int) -> torch.Tensor:
@@ -78,18 +80,18 @@ def _training_and_command_line_outputs(folder: str) -> dict:
 def current_outputs() -> dict:
     """Every figure the regression test compares, computed now."""
     torch.manual_seed(0)
-    outputs = _model_outputs("SPMamba", SPMamba(hop_length=16, scan_backend="torch", **TINY))
+    outputs = _model_outputs("SPMamba", SPMamba(hop_length=16, **TINY, **MAMBA))
     torch.manual_seed(0)
-    outputs.update(_model_outputs("TFGridNet", TFGridNet(hop_length=16, lstm_hidden_dim=6, **{
-        key: value for key, value in TINY.items() if key not in ("d_state", "expand")})))
+    outputs.update(_model_outputs("TFGridNet", TFGridNet(hop_length=16, lstm_hidden_dim=6, **TINY)))
     torch.manual_seed(0)
-    encoder, masknet, decoder = Encoder(64, 16), MaskNet(num_spks=2, scan_backend="torch", **TINY), Decoder(64, 16)
+    bmamba = partial(BMamba, **MAMBA)
+    encoder, masknet, decoder = Encoder(64, 16), MaskNet(num_spks=2, sequence_layer=bmamba, **TINY), Decoder(64, 16)
     with torch.no_grad():
         outputs["trio separate"] = separate(_mixture(1500), encoder, masknet, decoder)
     with tempfile.TemporaryDirectory() as folder:
         torch.manual_seed(0)
         write_model_folder(os.path.join(folder, "model"), RATE, Encoder(64, 32),
-                           MaskNet(num_spks=2, scan_backend="torch", **TINY), save_weights=True)
+                           MaskNet(num_spks=2, sequence_layer=bmamba, **TINY), save_weights=True)
         separator = SPMambaSeparation.from_hparams(source=os.path.join(folder, "model"),
                                                    savedir=os.path.join(folder, "cache"))
         path = os.path.join(folder, "mixture.wav")

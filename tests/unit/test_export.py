@@ -1,15 +1,21 @@
 """Model folders from training experiments: read as data, no seeding, no objects built."""
 
+from functools import partial
+
 import pytest
 import torch
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from spmamba_sb.export import MODEL_FILES, export_model, read_experiment
+from spmamba_sb.export import MODEL_FILES, export_model, read_experiment, write_model_folder
 from spmamba_sb.inference import SPMambaSeparation
+from spmamba_sb.nnet.bmamba import BMamba
+from spmamba_sb.nnet.sequence import BLSTM
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
 
-TINY = dict(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17, d_state=4,
-            expand=2, scan_backend="torch")
+MAMBA = dict(d_state=4, expand=2, scan_backend="torch")
+TINY = dict(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17,
+            sequence_layer=partial(BMamba, **MAMBA))
 
 EXPERIMENT_YAML = """\
 seed: 7
@@ -32,9 +38,10 @@ MaskNet: !new:spmamba_sb.trio.MaskNet
     num_blocks: 1
     num_heads: 2
     attention_qk_dim: 17
-    d_state: 4
-    expand: 2
-    scan_backend: torch
+    sequence_layer: !name:spmamba_sb.nnet.bmamba.BMamba
+        d_state: 4
+        expand: 2
+        scan_backend: torch
 Decoder: !new:spmamba_sb.trio.Decoder
     n_fft: !ref <n_fft>
     hop_length: 8
@@ -62,6 +69,8 @@ def test_export_reads_the_yaml_as_data(experiment, tmp_path):
     settings = read_experiment(str(folder))
     assert settings["sample_rate"] == 8000 and settings["stft"] == {"n_fft": 32, "hop_length": 8}
     assert settings["masknet"]["num_spks"] == 3 and settings["save_folder"] == f"{folder}/save"
+    layer = settings["masknet"]["sequence_layer"]
+    assert layer.func is BMamba and layer.keywords == MAMBA
     state = torch.get_rng_state()
     checkpoint = export_model(str(folder), str(tmp_path / "model"))
     assert torch.equal(torch.get_rng_state(), state)  # the experiment's seeding did not run
@@ -88,3 +97,39 @@ def test_export_errors(experiment, tmp_path):
         checkpoint.rmdir()
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         export_model(str(folder), str(tmp_path / "model"))
+
+
+OLDER_LAYER = """\
+    sequence_layer: mamba
+    d_state: 4
+    expand: 2
+    scan_backend: torch
+"""
+
+
+def test_older_experiments_export_in_todays_form(experiment, tmp_path):
+    """An experiment whose hyperparams.yaml names the sequence layer by a string."""
+    folder, trio = experiment
+    today = "".join(line + "\n" for line in EXPERIMENT_YAML.splitlines() if line.startswith("    sequence_layer")
+                    or line.startswith("        "))
+    (folder / "hyperparams.yaml").write_text(EXPERIMENT_YAML.replace(today, OLDER_LAYER))
+    export_model(str(folder), str(tmp_path / "model"))
+    text = (tmp_path / "model" / "hyperparams.yaml").read_text()
+    assert "    sequence_layer: !name:spmamba_sb.nnet.bmamba.BMamba\n        d_state: 4\n" in text
+    assert "mamba\n" not in text
+    separator = SPMambaSeparation.from_hparams(source=str(tmp_path / "model"), savedir=str(tmp_path / "saved"))
+    mix = torch.randn(2, 400)
+    with torch.no_grad():
+        torch.testing.assert_close(separator.separate_batch(mix), separate(mix, *trio), rtol=0, atol=0)
+
+
+def test_model_folders_write_the_sequence_layer_with_name(tmp_path):
+    masknet = MaskNet(num_spks=2, **{**TINY, "sequence_layer": partial(BLSTM, hidden_dim=3)})
+    write_model_folder(str(tmp_path), 8000, Encoder(32, 8), masknet)
+    with open(tmp_path / "hyperparams.yaml", encoding="utf-8") as handle:
+        hparams = load_hyperpyyaml(handle)
+    layer = hparams["MaskNet"].blocks[0].intra.sequence
+    assert isinstance(layer, BLSTM) and layer.lstm.hidden_size == 3
+    with pytest.raises(ValueError, match="sequence_layer=.* cannot be written to hyperparams.yaml"):
+        write_model_folder(str(tmp_path), 8000, Encoder(32, 8),
+                           MaskNet(num_spks=2, **{**TINY, "sequence_layer": lambda dim: BLSTM(dim, 3)}))

@@ -7,6 +7,7 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.nnet.schedulers import ReduceLROnPlateau
 
+from spmamba_sb.nnet.sequence import BLSTM
 from spmamba_sb.schedules import TimeBudgetSchedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -57,3 +58,15 @@ def test_loads_and_builds(path, tmp_path):
     assert hparams["Encoder"].n_fft == hparams["Decoder"].n_fft == hparams["n_fft"]
     optimizer = hparams["optimizer"](hparams["MaskNet"].parameters())
     assert optimizer.defaults["lr"] == recipe["lr"] and optimizer.defaults["weight_decay"] == 0
+
+
+def test_quick_recipe_runs_the_tfgridnet_baseline_from_the_command_line(tmp_path):
+    """`--sequence_layer '!ref <blstm>'` (as benchmarks/quick_separation.sh documents) swaps BMamba for BLSTMs."""
+    path = os.path.join(ROOT, "hparams", "spmamba-8k-quick.yaml")
+    overrides = f"data_folder: {tmp_path}\noutput_folder: {tmp_path / 'out'}\nsequence_layer: !ref <blstm>"
+    with open(path, encoding="utf-8") as handle:
+        hparams = load_hyperpyyaml(handle, overrides)
+    layers = [path.sequence for block in hparams["MaskNet"].blocks for path in (block.intra, block.inter)]
+    assert len({id(layer) for layer in layers}) == 12 and all(isinstance(layer, BLSTM) for layer in layers)
+    assert layers[0].lstm.hidden_size == hparams["lstm_hidden_dim"] == 256
+    assert sum(p.numel() for p in hparams["MaskNet"].parameters()) == 10_379_938  # TF-GridNet, H=256, 8 kHz

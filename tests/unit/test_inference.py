@@ -2,6 +2,7 @@
 
 import platform
 import re
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,12 +14,13 @@ from spmamba_sb.data.audio_io import read_audio, resample
 from spmamba_sb.cli import keep_freed_memory
 from spmamba_sb.export import write_model_folder
 from spmamba_sb.inference import AudioInputError, SPMambaSeparation
+from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.trio import Encoder, MaskNet
 
 RATE = 8000
 N_FFT = 64
-TINY = dict(n_fft=N_FFT, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33, d_state=4,
-            expand=1, scan_backend="torch")
+TINY = dict(n_fft=N_FFT, emb_dim=4, emb_kernel_size=4, num_blocks=1, num_heads=1, attention_qk_dim=33,
+            sequence_layer=partial(BMamba, d_state=4, expand=1, scan_backend="torch"))
 
 
 def write_tiny_model(folder):

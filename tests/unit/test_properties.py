@@ -18,6 +18,7 @@ from speechbrain.utils.importutils import LazyModule
 
 from spmamba_sb import SPMamba
 from spmamba_sb.losses import neg_si_snr, neg_snr, pit_si_snr_loss, pit_snr_loss
+from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate, to_sb_layout
 
 
@@ -38,8 +39,8 @@ def _forget_broken_speechbrain_redirects():
 _forget_broken_speechbrain_redirects()
 
 N_FFT, HOP = 32, 8
-TINY = dict(emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17, d_state=4, expand=2,
-            scan_backend="torch")
+TINY = dict(emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17)
+MAMBA = dict(d_state=4, expand=2, scan_backend="torch")
 FEW = settings(max_examples=12, deadline=None, database=None)
 
 batches = st.integers(1, 3)
@@ -52,12 +53,12 @@ scales = st.floats(-4, 4).map(lambda power: 10.0**power)  # 1e-4 to 1e4, log-uni
 @functools.lru_cache(maxsize=None)
 def _model(num_spks):
     torch.manual_seed(num_spks)
-    return SPMamba(num_spks=num_spks, n_fft=N_FFT, hop_length=HOP, **TINY).eval()
+    return SPMamba(num_spks=num_spks, n_fft=N_FFT, hop_length=HOP, **TINY, **MAMBA).eval()
 
 
 @functools.lru_cache(maxsize=None)
 def _trio(num_spks):
-    masknet = MaskNet(num_spks=num_spks, n_fft=N_FFT, **TINY).eval()
+    masknet = MaskNet(num_spks=num_spks, n_fft=N_FFT, sequence_layer=functools.partial(BMamba, **MAMBA), **TINY).eval()
     masknet.load_state_dict(_model(num_spks).masknet.state_dict())
     return Encoder(N_FFT, HOP), masknet, Decoder(N_FFT, HOP)
 

@@ -1,13 +1,20 @@
 """SPMamba / TFGridNet: published sizes, keywords, input forms, bad input, normalisation."""
 
+from functools import partial
+
 import pytest
 import torch
 
 from spmamba_sb import SPMamba, TFGridNet
+from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models.pipeline import normalise
+from spmamba_sb.models.separator import GridNetSeparator
+from spmamba_sb.nnet.bmamba import BMamba
+from spmamba_sb.nnet.sequence import BLSTM
 
-TINY = dict(n_fft=32, hop_length=8, emb_dim=4, num_blocks=1, num_heads=2, attention_qk_dim=17,
-            emb_kernel_size=3, d_state=4, expand=2, scan_backend="torch")
+TINY_NETWORK = dict(n_fft=32, hop_length=8, emb_dim=4, num_blocks=1, num_heads=2, attention_qk_dim=17,
+                    emb_kernel_size=3)
+TINY = dict(TINY_NETWORK, d_state=4, expand=2, scan_backend="torch")
 
 
 def _count(model):
@@ -27,10 +34,43 @@ def test_reference_keywords():
     assert model.masknet.num_spks == 3 and model.masknet.num_mics == 2 and len(model.masknet.blocks) == 2
     assert model.encoder.hop_length == 8 and model.masknet.blocks[0].emb_hop_size == 2
     assert model(torch.randn(1, 300, 2)).shape == (1, 3, 300)
-    with pytest.raises(TypeError, match="unexpected keyword argument 'n_src'"):
+    with pytest.raises(TypeError, match="SPMamba got an unexpected keyword argument 'n_src'"):
         SPMamba(n_src=2)
     with pytest.raises(ValueError, match="activation='relu'"):
         SPMamba(activation="relu")
+
+
+def test_reference_and_our_keyword_for_one_setting():
+    with pytest.raises(ValueError, match="^num_spks=3 and n_srcs=2 are the same setting with different values"):
+        SPMamba(num_spks=3, n_srcs=2)
+    with pytest.raises(ValueError, match="^stride=16 and hop_length=8 are the same setting"):
+        TFGridNet(stride=16, hop_length=8)
+    with pytest.raises(ValueError, match="^lstm_hidden_dim=6 and lstm_hidden_units=5"):
+        TFGridNet(lstm_hidden_dim=6, lstm_hidden_units=5)
+    model = SPMamba(num_spks=3, n_srcs=3, **TINY)
+    assert model.masknet.num_spks == 3
+
+
+def test_state_dict_keys_are_unchanged():
+    """The names under which checkpoints were saved (one block)."""
+    mixer = ["A_log", "D", "in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",
+             "dt_proj.bias", "out_proj.weight"]
+    lstm = [f"{kind}_{part}_l0{direction}" for direction in ("", "_reverse")
+            for kind, part in (("weight", "ih"), ("weight", "hh"), ("bias", "ih"), ("bias", "hh"))]
+    layers = {"SPMamba": [f"{direction}_{name}" for direction in ("forward", "backward")
+                          for name in ["norm.weight"] + [f"mixer.{name}" for name in mixer]],
+              "TFGridNet": [f"lstm.{name}" for name in lstm]}
+    for model in (SPMamba(**TINY), TFGridNet(lstm_hidden_dim=6, **TINY_NETWORK)):
+        block = "masknet.blocks.0."
+        expected = ["masknet.embed.0.weight", "masknet.embed.0.bias", "masknet.embed.1.weight", "masknet.embed.1.bias"]
+        for path in ("intra", "inter"):
+            expected += [f"{block}{path}.norm.gamma", f"{block}{path}.norm.beta"]
+            expected += [f"{block}{path}.sequence.{name}" for name in layers[type(model).__name__]]
+            expected += [f"{block}{path}.project.weight", f"{block}{path}.project.bias"]
+        expected += [f"{block}attention.{role}.{name}" for role in ("query", "key", "value", "output")
+                     for name in ("conv.weight", "conv.bias", "act.weight", "norm.gamma", "norm.beta")]
+        expected += ["masknet.deconv.weight", "masknet.deconv.bias"]
+        assert list(model.state_dict()) == expected
 
 
 @pytest.mark.parametrize("shape,expected", [((300,), (1, 2, 300)), ((3, 300), (3, 2, 300)), ((2, 300, 1), (2, 2, 300))])
@@ -39,13 +79,43 @@ def test_input_forms(shape, expected):
 
 
 def test_tfgridnet_is_the_same_network_with_lstm():
-    model = TFGridNet(lstm_hidden_dim=6, **{k: v for k, v in TINY.items() if k not in ("d_state", "expand")})
+    model = TFGridNet(lstm_hidden_dim=6, **TINY_NETWORK)
     layer = model.masknet.blocks[0].intra.sequence
     assert type(layer).__name__ == "BLSTM" and layer.lstm.hidden_size == 6
     assert model(torch.randn(2, 300)).shape == (2, 2, 300)
     assert TFGridNet(lstm_hidden_units=5).masknet.blocks[0].inter.sequence.lstm.hidden_size == 5
-    with pytest.raises(TypeError, match="fixes sequence_layer"):
-        TFGridNet(sequence_layer="mamba")
+    assert TFGridNet().masknet.blocks[0].inter.sequence.lstm.hidden_size == 192
+    with pytest.raises(TypeError, match="TFGridNet's sequence layer is a BLSTM"):
+        TFGridNet(sequence_layer=BLSTM)
+    with pytest.raises(TypeError, match="SPMamba's sequence layer is BMamba"):
+        SPMamba(sequence_layer=BMamba)
+
+
+@pytest.mark.parametrize("setting", [dict(d_state=4), dict(d_conv=3), dict(expand=2), dict(scan_backend="torch")])
+def test_tfgridnet_rejects_mamba_settings(setting):
+    with pytest.raises(TypeError, match=f"TFGridNet got an unexpected keyword argument '{next(iter(setting))}'"):
+        TFGridNet(**TINY_NETWORK, **setting)
+
+
+def test_spmamba_rejects_lstm_settings_but_ignores_the_reference_ones():
+    with pytest.raises(TypeError, match="SPMamba got an unexpected keyword argument 'lstm_hidden_dim'"):
+        SPMamba(lstm_hidden_dim=6)
+    assert len(SPMamba(lstm_hidden_units=7, input_dim=64, **TINY).masknet.blocks) == 1  # unused, as in the reference
+
+
+def test_named_configurations_are_not_subclasses_of_one_another():
+    assert not issubclass(TFGridNet, SPMamba) and not issubclass(SPMamba, TFGridNet)
+    assert issubclass(SPMamba, GridNetSeparator) and issubclass(TFGridNet, GridNetSeparator)
+
+
+def test_generic_separator_takes_any_sequence_layer():
+    torch.manual_seed(0)
+    named = TFGridNet(lstm_hidden_dim=6, **TINY_NETWORK)
+    torch.manual_seed(0)
+    generic = GridNetSeparator(sequence_layer=partial(BLSTM, hidden_dim=6), **TINY_NETWORK)
+    mix = torch.randn(1, 300)
+    torch.testing.assert_close(generic(mix), named(mix), rtol=0, atol=0)
+    assert isinstance(GridNetSeparator().masknet.blocks[0].intra.sequence, BMamba)  # the default
 
 
 def test_silence_gives_silence():
@@ -70,7 +140,6 @@ def test_bad_input(mix, match):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(emb_dim=6, num_heads=4), "emb_dim=6 is not divisible by num_heads=4"),
-    (dict(sequence_layer="transformer"), "sequence_layer='transformer'"),
     (dict(n_fft=255), "n_fft must be an even int"),
     (dict(num_blocks=0), "num_blocks must be a positive int"),
     (dict(scan_backend="fast"), "scan_backend='fast'"),
@@ -78,6 +147,11 @@ def test_bad_input(mix, match):
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SPMamba(**kwargs)
+
+
+def test_sequence_layer_must_be_a_factory():
+    with pytest.raises(TypeError, match="sequence_layer='mamba' is not callable"):
+        GridNetMaskNet(sequence_layer="mamba")
 
 
 def test_output_scales_with_input():
@@ -105,12 +179,12 @@ def test_bf16_autocast_runs_without_nan():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("model_class", [SPMamba, TFGridNet])
-def test_checkpoint_blocks_keeps_results_and_saves_memory(model_class):
+@pytest.mark.parametrize("model_class,settings", [(SPMamba, TINY), (TFGridNet, TINY_NETWORK)])
+def test_checkpoint_blocks_keeps_results_and_saves_memory(model_class, settings):
     """Activation checkpointing gives the same outputs and gradients, and autograd keeps less."""
     torch.manual_seed(0)
-    plain = model_class(**{**TINY, "num_blocks": 2})
-    recomputed = model_class(**{**TINY, "num_blocks": 2}, checkpoint_blocks=True)
+    plain = model_class(**{**settings, "num_blocks": 2})
+    recomputed = model_class(**{**settings, "num_blocks": 2}, checkpoint_blocks=True)
     recomputed.load_state_dict(plain.state_dict())
     mix = torch.randn(2, 800)
     results = []

@@ -1,15 +1,20 @@
-"""Norms, attention, STFT, sequence registry and the GridNet block on tiny CPU inputs."""
+"""Norms, attention, STFT, sequence layers and the GridNet block on tiny CPU inputs."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
+import torch.nn as nn
 
 from spmamba_sb.nnet.attention import FullBandAttention
-from spmamba_sb.nnet.gridnet_block import GridNetBlock
+from spmamba_sb.nnet.bmamba import BMamba
+from spmamba_sb.nnet.gridnet_block import GridNetBlock, SequencePath
 from spmamba_sb.nnet.norms import LayerNorm4D, LayerNorm4DCF
-from spmamba_sb.nnet.sequence import build_sequence_layer
+from spmamba_sb.nnet.sequence import BLSTM
 from spmamba_sb.nnet.stft import ISTFTDecoder, STFTConfig, STFTEncoder
+
+LAYERS = {"bmamba": partial(BMamba, d_state=4, expand=2, scan_backend="torch"), "blstm": partial(BLSTM, hidden_dim=5)}
 
 
 def test_layernorm4d_normalises_channels():
@@ -72,18 +77,31 @@ def test_stft_bad_config(kwargs, match):
         STFTConfig(**kwargs)
 
 
-def test_sequence_registry():
-    assert build_sequence_layer("mamba", 8, d_state=4, expand=2).output_dim == 16
-    assert build_sequence_layer("lstm", 8, lstm_hidden_dim=3)(torch.randn(8, 2, 5)).shape == (6, 2, 5)
-    with pytest.raises(ValueError, match="sequence_layer='gru' is not one of"):
-        build_sequence_layer("gru", 8)
+def test_sequence_layers():
+    assert BMamba(8, d_state=4, expand=2).output_dim == 16
+    assert BLSTM(8, hidden_dim=3)(torch.randn(8, 2, 5)).shape == (6, 2, 5)
+    assert BLSTM(8).output_dim == 2 * 192
+    with pytest.raises(ValueError, match="hidden_dim must be a positive int, got 0"):
+        BLSTM(8, hidden_dim=0)
 
 
-@pytest.mark.parametrize("kind", ["mamba", "lstm"])
+def test_sequence_path_builds_fresh_layers_from_the_factory():
+    calls = []
+
+    def factory(input_dim):
+        calls.append(input_dim)
+        return BLSTM(input_dim, hidden_dim=2)
+
+    block = GridNetBlock(4, 9, factory, emb_kernel_size=3, num_heads=2, attention_qk_dim=18)
+    assert calls == [12, 12] and block.intra.sequence is not block.inter.sequence
+    with pytest.raises(TypeError, match="built a Identity without output_dim and inference_elements"):
+        SequencePath(4, lambda input_dim: nn.Identity(), emb_kernel_size=3, emb_hop_size=1)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
 @pytest.mark.parametrize("n_frames,n_freqs,kernel,hop", [(7, 9, 3, 1), (2, 9, 4, 2), (11, 10, 4, 3)])
 def test_gridnet_block_shapes_and_gradients(kind, n_frames, n_freqs, kernel, hop):
-    block = GridNetBlock(4, n_freqs, kernel, hop, num_heads=2, attention_qk_dim=18, kind=kind,
-                         lstm_hidden_dim=5, d_state=4, expand=2, scan_backend="torch")
+    block = GridNetBlock(4, n_freqs, LAYERS[kind], kernel, hop, num_heads=2, attention_qk_dim=18)
     x = torch.randn(2, 4, n_frames, n_freqs, requires_grad=True)
     y = block(x)
     assert y.shape == x.shape
@@ -93,14 +111,13 @@ def test_gridnet_block_shapes_and_gradients(kind, n_frames, n_freqs, kernel, hop
 
 
 def test_gridnet_block_parameter_count_of_published_config():
-    block = GridNetBlock(16, 257, 8, 1, num_heads=4, attention_qk_dim=512, kind="mamba", expand=4)
+    block = GridNetBlock(16, 257, BMamba, 8, 1, num_heads=4, attention_qk_dim=512)
     assert sum(p.numel() for p in block.parameters()) == 1_023_485
 
 
-@pytest.mark.parametrize("kind", ["mamba", "lstm"])
+@pytest.mark.parametrize("kind", sorted(LAYERS))
 def test_inference_row_groups_give_the_same_output(kind):
-    block = GridNetBlock(4, 9, 3, 1, num_heads=2, attention_qk_dim=18, kind=kind, d_state=4, expand=2,
-                         lstm_hidden_dim=5, scan_backend="torch")
+    block = GridNetBlock(4, 9, LAYERS[kind], 3, 1, num_heads=2, attention_qk_dim=18)
     x = torch.randn(2, 4, 7, 9)
     with torch.no_grad():
         whole = block(x)
