@@ -66,18 +66,19 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 
 
 def make_inputs(batch, length, channels, states, seed):
-    """Random inputs distributed like the mixer's at initialisation (fp32, CPU)."""
+    """Random inputs distributed like the mixer's at initialisation (fp32, CPU), in the scan's
+    layout: u, delta, z [batch, d, L]; B, C [batch, n, L]."""
     gen = torch.Generator().manual_seed(seed)
     log_dt = torch.rand(channels, generator=gen) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)
     dt = torch.exp(log_dt)  # softplus(delta_bias), log-uniform in [1e-3, 0.1]
     return {
-        "u": torch.randn(batch, length, channels, generator=gen),
-        "delta": 0.1 * torch.randn(batch, length, channels, generator=gen),
+        "u": torch.randn(batch, channels, length, generator=gen),
+        "delta": 0.1 * torch.randn(batch, channels, length, generator=gen),
         "A": -torch.arange(1, states + 1, dtype=torch.float32).repeat(channels, 1),
-        "B": torch.randn(batch, length, states, generator=gen),
-        "C": torch.randn(batch, length, states, generator=gen),
+        "B": torch.randn(batch, states, length, generator=gen),
+        "C": torch.randn(batch, states, length, generator=gen),
         "D": torch.ones(channels),
-        "z": torch.randn(batch, length, channels, generator=gen),
+        "z": torch.randn(batch, channels, length, generator=gen),
         "delta_bias": dt + torch.log(-torch.expm1(-dt)),  # inverse softplus, as in the mixer
     }
 
@@ -88,14 +89,16 @@ def scan_mambapy(u, delta, A, B, C, D, z, delta_bias):
     pscan only scans power-of-two lengths: for any other L it zero-pads decay and drive to
     the next power of two itself (and its backward pads the gradient likewise), then cuts
     the result back to L. The padding is causal-safe (later steps never feed earlier ones)
-    but its work is part of the measured time; the JSON gives the padded length.
+    but its work is part of the measured time; the JSON gives the padded length. It works
+    time-major: the inputs are transposed to [batch, L, d] / [batch, L, n] and the output back.
     """
+    u, delta, z, B, C = (x.transpose(1, 2) for x in (u, delta, z, B, C))
     delta = F.softplus(delta + delta_bias)
     decay = torch.exp(delta.unsqueeze(-1) * A)  # [batch, L, d, n]
     drive = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # [batch, L, d, n]
     states = pscan(decay, drive)  # [batch, L, d, n]
     y = (states @ C.unsqueeze(-1)).squeeze(-1) + D * u  # [batch, L, d]
-    return y * F.silu(z)
+    return (y * F.silu(z)).transpose(1, 2)
 
 
 # "reference" first: the others are compared with its output
