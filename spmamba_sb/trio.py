@@ -37,6 +37,7 @@ import torch.nn as nn
 from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models import pipeline
 from spmamba_sb.models.pipeline import as_multichannel, normalise
+from spmamba_sb.models.spmamba import MAMBA_SETTINGS
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.nnet.sequence import BLSTM
 from spmamba_sb.nnet.stft import ISTFTDecoder, STFTEncoder
@@ -47,11 +48,10 @@ NUM_CHANNELS = 4  # of the stock flow's feature map; the pipeline's spectrum has
 # The string form of older hyperparams.yaml files (read by upgrade_masknet_arguments only):
 # sequence_layer -> (the layer, {its setting's keyword there: the layer's keyword}).
 LEGACY_SEQUENCE_LAYERS = {
-    "mamba": (BMamba, {"d_state": "d_state", "d_conv": "d_conv", "expand": "expand", "scan_backend": "scan_backend",
-                       "eps": "eps"}),
+    "mamba": (BMamba, {name: name for name in (*MAMBA_SETTINGS, "eps")}),
     "lstm": (BLSTM, {"lstm_hidden_dim": "hidden_dim"}),
 }
-LEGACY_LAYER_KEYWORDS = ("lstm_hidden_dim", "d_state", "d_conv", "expand", "scan_backend")
+LEGACY_LAYER_KEYWORDS = ("lstm_hidden_dim", *MAMBA_SETTINGS)
 
 
 class Encoder(STFTEncoder):
