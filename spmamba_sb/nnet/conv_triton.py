@@ -2,9 +2,12 @@
 
 ``out[r, t, d] = silu(bias[d] + sum_k weight[d, k] x[r, t - K + 1 + k, d])`` with zeros before
 the start, on time-major tensors ([R, L, D], channels contiguous): the layout the mixer keeps
-for the Triton scan. One program takes ``BLOCK_T`` steps x ``BLOCK_D`` channels of one row.
-The backward recomputes the pre-activations it needs (no saved output) and writes the weight
-and bias gradients as per-program partial sums that PyTorch adds up (deterministic).
+for the Triton scan. A forward program takes ``BLOCK_T`` steps x ``BLOCK_D`` channels of one
+row. A backward program walks ``CHUNK`` steps of one row and ``BLOCK_D`` channels in order,
+keeping the last K inputs and pre-activation gradients in registers, so each pre-activation is
+recomputed once (no saved output) and each input and output gradient is read once; it writes
+the weight and bias gradients as per-program partial sums that PyTorch adds up
+(deterministic).
 
 Imported only with the Triton backend; with ``TRITON_INTERPRET=1`` the kernels run on a CPU.
 """
@@ -15,8 +18,10 @@ import triton.language as tl
 
 from spmamba_sb.nnet.scan_triton import _on_device
 
-BLOCK_T = 32
-BLOCK_D = 128
+BLOCK_T = 32  # steps per forward program
+BLOCK_D = 128  # channels per program
+CHUNK = 64  # steps per backward program (each also runs the K - 1 steps after its chunk)
+BACKWARD_WARPS = 1
 
 
 @triton.jit
@@ -53,30 +58,64 @@ def _conv_silu_forward_kernel(x_ptr, w_ptr, b_ptr, out_ptr, length, channels, n_
 
 @triton.jit
 def _conv_silu_backward_kernel(x_ptr, w_ptr, b_ptr, dout_ptr, dx_ptr, dw_ptr, db_ptr,
-                               length, channels, n_time_blocks, s_x_r, s_x_t, s_g_r, s_g_t, s_g_d,
-                               K: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid_rt, pid_d = tl.program_id(0), tl.program_id(1)
-    row, t, d, t_mask, d_mask = _tile(pid_rt, pid_d, length, channels, n_time_blocks, BLOCK_T, BLOCK_D)
-    dx = tl.zeros([BLOCK_T, BLOCK_D], tl.float32)
-    for j in tl.static_range(K):  # x[t] feeds the outputs t + j through weight K - 1 - j
-        target = t + j
-        target_mask = (target < length)[:, None] & d_mask[None, :]
-        pre = _pre_activation(x_ptr, w_ptr, b_ptr, row, target, d, d_mask, length, s_x_r, s_x_t, K)
+                               length, channels, n_blocks, n_chunks, chunk_len, s_x_r, s_x_t, s_g_r, s_g_t, s_g_d,
+                               K: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One program: one row, ``BLOCK_D`` channels, steps ``[t0, t1)`` of one chunk, walked in
+    order with the last K inputs and the last K pre-activation gradients held in registers (no
+    step is recomputed); the K - 1 steps past ``t1`` are run for their gradients only."""
+    pid = tl.program_id(0)
+    block = pid % n_blocks
+    part = pid // n_blocks  # (row, chunk) pair: the index of this program's weight partials
+    row = (part // n_chunks).to(tl.int64)
+    t0 = (part % n_chunks) * chunk_len
+    t1 = tl.minimum(length, t0 + chunk_len)
+    d = block * BLOCK_D + tl.arange(0, BLOCK_D)
+    d_mask = d < channels
+    zeros = tl.zeros([BLOCK_D], tl.float32)
+    weights = ()
+    for k in tl.static_range(K):
+        weights = weights + (tl.load(w_ptr + d * K + k, mask=d_mask, other=0.0),)
+    bias = tl.load(b_ptr + d, mask=d_mask, other=0.0)
+    x_p = x_ptr + row * s_x_r + d
+    g_p = dout_ptr + row * s_g_r + d * s_g_d
+    inputs = ()  # x[s - K + 1], ..., x[s - 1]
+    for k in tl.static_range(K - 1):
+        source = t0 - (K - 1) + k
+        inputs = inputs + (tl.load(x_p + source * s_x_t, mask=d_mask & (source >= 0), other=0.0).to(tl.float32),)
+    grads = (zeros,) * (K - 1)  # d pre[s - K + 1], ..., d pre[s - 1]
+    dw = (zeros,) * K
+    db = zeros
+    s = t0
+    next_x = tl.load(x_p + s * s_x_t, mask=d_mask & (s < length), other=0.0)
+    next_g = tl.load(g_p + s * s_g_t, mask=d_mask & (s < length), other=0.0)
+    while s < t1 + K - 1:
+        x_s, g_s = next_x, next_g  # step s; load step s + 1 while it computes
+        following = d_mask & (s + 1 < length)
+        next_x = tl.load(x_p + (s + 1) * s_x_t, mask=following, other=0.0)
+        next_g = tl.load(g_p + (s + 1) * s_g_t, mask=following, other=0.0)
+        window = inputs + (x_s.to(tl.float32),)  # x[s - K + 1], ..., x[s]
+        pre = bias
+        for k in tl.static_range(K):
+            pre += weights[k] * window[k]
         gate = tl.sigmoid(pre)
-        dout = tl.load(dout_ptr + row * s_g_r + target[:, None] * s_g_t + d[None, :] * s_g_d, mask=target_mask,
-                       other=0.0).to(tl.float32)
-        dpre = tl.where(target_mask, dout * gate * (1.0 + pre * (1.0 - gate)), 0.0)
-        dx += tl.load(w_ptr + d * K + (K - 1 - j), mask=d_mask, other=0.0)[None, :] * dpre
-        if j == 0:  # this tile's outputs: weight and bias partial sums
-            tl.store(db_ptr + pid_rt * channels + d, tl.sum(dpre, axis=0), mask=d_mask)
-            for k in tl.static_range(K):
-                source = t - (K - 1) + k
-                mask = ((source >= 0) & (source < length))[:, None] & d_mask[None, :]
-                x = tl.load(x_ptr + row * s_x_r + source[:, None] * s_x_t + d[None, :], mask=mask, other=0.0)
-                tl.store(dw_ptr + (pid_rt * K + k) * channels + d, tl.sum(dpre * x.to(tl.float32), axis=0),
-                         mask=d_mask)
-    offsets = (row * length + t[:, None]) * channels + d[None, :]
-    tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=t_mask[:, None] & d_mask[None, :])
+        dpre = g_s.to(tl.float32) * gate * (1.0 + pre * (1.0 - gate))  # zero past the end (g_s is)
+        owned = tl.where(s < t1, dpre, 0.0)  # this chunk's steps give its weight partials
+        db += owned
+        for k in tl.static_range(K):
+            dw = dw[:k] + (dw[k] + owned * window[k],) + dw[k + 1:]
+        history = grads + (dpre,)  # d pre[s - K + 1], ..., d pre[s]
+        target = s - (K - 1)  # x[target] feeds the outputs target, ..., s through weights K - 1, ..., 0
+        dx = zeros
+        for j in tl.static_range(K):
+            dx += weights[K - 1 - j] * history[j]
+        tl.store(dx_ptr + (row * length + target) * channels + d, dx.to(dx_ptr.dtype.element_ty),
+                 mask=d_mask & (target >= t0))
+        inputs = window[1:]
+        grads = history[1:]
+        s += 1
+    tl.store(db_ptr + part * channels + d, db, mask=d_mask)
+    for k in tl.static_range(K):
+        tl.store(dw_ptr + (part * K + k) * channels + d, dw[k], mask=d_mask)
 
 
 def _grid(rows, length, channels):
@@ -135,12 +174,13 @@ def conv_silu_backward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     rows, length, channels = x.shape
     kernel_size = weight.shape[1]
-    grid, n_time_blocks = _grid(rows, length, channels)
+    n_blocks = triton.cdiv(channels, BLOCK_D)
+    n_chunks = triton.cdiv(length, CHUNK)
     dx = x.new_empty(rows, length, channels)
-    dw = x.new_empty(grid[0], kernel_size, channels, dtype=torch.float32)
-    db = x.new_empty(grid[0], channels, dtype=torch.float32)
+    dw = x.new_empty(rows * n_chunks, kernel_size, channels, dtype=torch.float32)
+    db = x.new_empty(rows * n_chunks, channels, dtype=torch.float32)
     with _on_device(x):
-        _conv_silu_backward_kernel[grid](x, weight, bias, dout, dx, dw, db, length, channels, n_time_blocks,
-                                         x.stride(0), x.stride(1), *dout.stride(),
-                                         K=kernel_size, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D)
+        _conv_silu_backward_kernel[(rows * n_chunks * n_blocks,)](
+            x, weight, bias, dout, dx, dw, db, length, channels, n_blocks, n_chunks, CHUNK,
+            x.stride(0), x.stride(1), *dout.stride(), K=kernel_size, BLOCK_D=BLOCK_D, num_warps=BACKWARD_WARPS)
     return dx, dw.sum(0).t().contiguous(), db.sum(0)

@@ -69,10 +69,11 @@ CONV_CHECK = textwrap.dedent(
     from spmamba_sb.nnet.mixer import MambaMixer
     from spmamba_sb.nnet.mixer_triton import mamba_mixer
 
-    conv_triton.BLOCK_T, conv_triton.BLOCK_D = 8, 16  # several time and channel blocks, partial ones
+    # several time blocks, chunks and channel blocks, partial ones
+    conv_triton.BLOCK_T, conv_triton.BLOCK_D, conv_triton.CHUNK = 8, 16, 5
     torch.manual_seed(0)
     errors = {}
-    for rows, length, channels, taps in [(2, 19, 20, 4), (1, 2, 5, 4), (3, 9, 16, 2)]:
+    for rows, length, channels, taps in [(2, 19, 20, 4), (1, 2, 5, 4), (3, 9, 16, 2), (1, 16, 5, 4)]:
         x = torch.randn(rows, length, 2 * channels)[..., :channels].requires_grad_()  # strided rows and steps
         weight, bias = torch.randn(channels, taps, requires_grad=True), torch.randn(channels, requires_grad=True)
         conv = F.conv1d(x.transpose(1, 2), weight[:, None], bias, padding=taps - 1, groups=channels)
