@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# A model that separates in one short GPU run: SPMamba (8 kHz) under hparams/spmamba-8k-quick.yaml
-# on clean two-speaker demo mixtures, through the public commands only. Stages (each resumes):
+# A model that separates in one short GPU run: SPMamba under hparams/spmamba-8k-quick.yaml on
+# two-speaker demo mixtures, through the public commands only. TASK picks the corpus: clean8k
+# (default; clean 8 kHz mixtures, the published 8 kHz model) or noisy16k (the demo's noisy
+# reverberant 16 kHz mixtures, the published 16 kHz STFT: n_fft 512, hop 128, 2 s crops).
+# Stages (each resumes):
 #
-#   benchmarks/quick_separation.sh prepare            # clean 8 kHz demo corpus (CPU, parallel)
+#   benchmarks/quick_separation.sh prepare            # the TASK's demo corpus (CPU, parallel)
 #   benchmarks/quick_separation.sh train [MINUTES]    # the quick recipe for MINUTES (default BUDGET), then test
 #   benchmarks/quick_separation.sh ablation [MINUTES] # fixed mixtures / dynamic mixing / + augmentation,
 #                                                     #   ABLATION minutes each (default 8)
@@ -10,7 +13,7 @@
 #   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
 #
-# Settings (environment): DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
+# Settings (environment): TASK, DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder), COMPILE (1, the
@@ -20,8 +23,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA=${DATA:-data/demo-clean-8k}
-RESULTS=${RESULTS:-results/quick}
+TASK=${TASK:-clean8k}
+case "$TASK" in
+    clean8k) CORPUS=(--preset clean --sample-rate 8000); TASK_ARGS=() ;;
+    noisy16k) CORPUS=(--sample-rate 16000)
+              TASK_ARGS=(--sample_rate 16000 --n_fft 512 --hop_length 128 --training_signal_len 32000) ;;
+    *) echo "TASK must be clean8k or noisy16k, got '$TASK'" >&2; exit 2 ;;
+esac
+DATA=${DATA:-data/demo-$TASK}
+RESULTS=${RESULTS:-results/quick-$TASK}
 BUDGET=${BUDGET:-25}
 ABLATION=${ABLATION:-8}
 HOURS=${HOURS:-2}
@@ -36,7 +46,7 @@ PYTHON=${PYTHON:-python3}
 experiment() { echo "$RESULTS/$1/$SEED"; }
 
 prepare() {
-    spmamba-prepare-demo --out "$DATA" --preset clean --sample-rate 8000 --hours-train "$HOURS" \
+    spmamba-prepare-demo --out "$DATA" "${CORPUS[@]}" --hours-train "$HOURS" \
         --hours-valid 0.2 --hours-test 0.2 --num-voices "$VOICES" --seed 0 --num-workers "$WORKERS" --no-progress
 }
 
@@ -52,7 +62,8 @@ run_train() {  # NAME MINUTES [overrides...]
     local name=$1 minutes=$2
     shift 2
     "$PYTHON" train.py "hparams/$MODEL.yaml" --data_folder "$DATA" --output_folder "$(experiment "$name")" \
-        --seed "$SEED" --max_train_minutes "$minutes" --device "$DEVICE" ${MODEL_ARGS:-} ${EXTRA_ARGS:-} "$@"
+        --seed "$SEED" --max_train_minutes "$minutes" --device "$DEVICE" ${TASK_ARGS[@]+"${TASK_ARGS[@]}"} \
+        ${MODEL_ARGS:-} ${EXTRA_ARGS:-} "$@"
 }
 
 ablation() {  # MINUTES
@@ -80,5 +91,5 @@ case "${1:-}" in
     plot) plot ;;
     check) check ;;
     all) prepare; train "$MODEL" "$BUDGET"; plot; check ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

@@ -1,0 +1,73 @@
+"""benchmarks/quick_separation.sh passes each task's corpus and model settings to the public
+commands (recorded by stand-ins for spmamba-prepare-demo and Python), and the 16 kHz settings
+it passes build the published 16 kHz STFT from the quick recipe."""
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "quick_separation.sh"
+
+
+def _run(tmp_path, stage, **environment):
+    """Run a stage with recording stand-ins; returns the recorded command lines."""
+    record = tmp_path / "calls.txt"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("spmamba-prepare-demo", "fake-python"):
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{record}"\n')
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=str(bin_dir / "fake-python"),
+               DEVICE="cpu", WORKERS="2", **environment)
+    result = subprocess.run(["bash", str(SCRIPT), stage], env=env, capture_output=True, text=True, timeout=60)
+    return result, record.read_text().splitlines() if record.exists() else []
+
+
+def test_clean_8k_task_is_the_default(tmp_path):
+    result, calls = _run(tmp_path, "prepare")
+    assert result.returncode == 0, result.stderr
+    assert calls[0].split()[:7] == ["spmamba-prepare-demo", "--out", "data/demo-clean8k", "--preset", "clean",
+                                    "--sample-rate", "8000"]
+    result, calls = _run(tmp_path, "train")
+    train = calls[-1].split()
+    assert train[1:3] == ["train.py", "hparams/spmamba-8k-quick.yaml"]
+    assert "--sample_rate" not in train and "results/quick-clean8k/spmamba-8k-quick/1234" in train
+
+
+def test_noisy_16k_task_prepares_noisy_16k_mixtures_and_sets_the_16k_stft(tmp_path):
+    result, calls = _run(tmp_path, "prepare", TASK="noisy16k")
+    assert result.returncode == 0, result.stderr
+    prepare = calls[0].split()
+    assert prepare[:5] == ["spmamba-prepare-demo", "--out", "data/demo-noisy16k", "--sample-rate", "16000"]
+    assert "--preset" not in prepare
+    result, calls = _run(tmp_path, "train", TASK="noisy16k", BUDGET="3")
+    train = calls[-1].split()
+    settings = {key: value for key, value in zip(train, train[1:]) if key.startswith("--")}
+    assert settings["--sample_rate"] == "16000" and settings["--n_fft"] == "512"
+    assert settings["--hop_length"] == "128" and settings["--training_signal_len"] == "32000"
+    assert settings["--max_train_minutes"] == "3" and settings["--output_folder"].startswith("results/quick-noisy16k/")
+
+
+def test_unknown_task_is_refused(tmp_path):
+    result, calls = _run(tmp_path, "prepare", TASK="noisy8k")
+    assert result.returncode == 2 and "TASK must be clean8k or noisy16k" in result.stderr and not calls
+
+
+def test_16k_overrides_build_the_published_16k_front_end():
+    pytest.importorskip("speechbrain")
+    from hyperpyyaml import load_hyperpyyaml
+
+    overrides = {"data_folder": "unused", "sample_rate": 16000, "n_fft": 512, "hop_length": 128,
+                 "training_signal_len": 32000}
+    with open(REPO / "hparams" / "spmamba-8k-quick.yaml") as handle:
+        quick = load_hyperpyyaml(handle, overrides)
+    with open(REPO / "hparams" / "spmamba.yaml") as handle:
+        published = load_hyperpyyaml(handle, {"data_folder": "unused"})
+    for key in ("sample_rate", "n_fft", "hop_length"):
+        assert quick[key] == published[key], key
+    assert quick["Encoder"].n_fft == 512 and quick["Encoder"].hop_length == 128
