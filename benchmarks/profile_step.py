@@ -4,9 +4,11 @@ The published 16 kHz SPMamba, one training step (forward, backward, Adam) at bat
 bf16 autocast, for each scan backend asked for; mean of ``--steps`` profiled steps after two
 warm-up steps. Kernels are grouped by name (the scan, matrix products, the causal convolution,
 element-wise work, copies, norms and reductions, other). Prints one JSON object per backend
-and a table.
+and a table. With ``--shapes`` it also lists the operators (``aten::mm``, the Triton operators,
+...) that launched the most GPU time, with their input shapes, to tell apart the products that
+share one kernel name.
 
-    python benchmarks/profile_step.py [--backends cuda triton] [--steps 3]
+    python benchmarks/profile_step.py [--backends cuda triton] [--steps 3] [--shapes]
 """
 
 import argparse
@@ -50,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["cuda", "triton"])
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--shapes", action="store_true", help="also the top operators by GPU time, with input shapes")
     args = parser.parse_args()
     tables = {}
     for backend in args.backends:
@@ -59,7 +62,8 @@ def main():
         for _ in range(2):
             step(model, optimizer)
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if args.shapes else [])
+        with profile(activities=activities, record_shapes=args.shapes) as profiler:
             for _ in range(args.steps):
                 step(model, optimizer)
             torch.cuda.synchronize()
@@ -72,6 +76,13 @@ def main():
         record = {"backend": backend, "total_ms": round(sum(totals.values()), 1),
                   "groups_ms": {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])},
                   "top_kernels_ms": {k: round(v, 2) for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:12]}}
+        if args.shapes:
+            operators = [event for event in profiler.key_averages(group_by_input_shape=True)
+                         if event.device_type == torch.autograd.DeviceType.CPU and event.self_device_time_total > 0]
+            operators.sort(key=lambda event: -event.self_device_time_total)
+            record["top_operators_ms"] = [
+                {"operator": event.key, "shapes": str(event.input_shapes)[:120], "calls": event.count // args.steps,
+                 "ms": round(event.self_device_time_total / 1e3 / args.steps, 2)} for event in operators[:20]]
         print(json.dumps(record), flush=True)
         tables[backend] = record
         del model, optimizer
