@@ -44,6 +44,7 @@ from typing import List, Optional
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 # (channels per program, warps per program) of each kernel; read at every launch
 TILING = {"forward": (64, 1), "backward": (64, 1)}
@@ -57,17 +58,27 @@ MIN_CHUNKS = 4
 
 
 @triton.jit
-def _step_sizes(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """``softplus(raw + bias)`` (linear above 20, as mamba-ssm) and its slope. ``log1p`` is
-    written as ``log(1 + e) * e / ((1 + e) - 1)``, accurate for small ``e``."""
+def _step_sizes(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST_MATH: tl.constexpr):
+    """``softplus(raw + bias)`` and its slope, ``sigmoid(raw + bias)``, as ``max(x, 0) +
+    log1p(e)`` and ``(1 or e) / (1 + e)`` with ``e = exp(-|x|)``; ``log1p`` is written as
+    ``log(1 + e) * e / ((1 + e) - 1)``, accurate for small ``e``. With ``FAST_MATH`` the log and
+    the divisions are the GPU's approximate instructions (``lg2.approx``, ``div.approx``;
+    absolute error about 1e-7), which the interpreter does not have."""
     if HAS_BIAS:
         raw = raw + bias
     if SOFTPLUS:
-        e = tl.exp(raw)
+        e = tl.exp2(tl.abs(raw) * -1.4426950408889634)
         one_plus = 1.0 + e
-        log1p = tl.where(one_plus == 1.0, e, tl.log(one_plus) * (e / (one_plus - 1.0)))
-        delta = tl.where(raw <= 20.0, log1p, raw)
-        slope = tl.where(raw <= 20.0, e / one_plus, 1.0)
+        if FAST_MATH:
+            log_one_plus = libdevice.fast_log2f(one_plus) * 0.6931471805599453
+            correction = libdevice.fast_dividef(e, one_plus - 1.0)
+            inverse = libdevice.fast_dividef(1.0, one_plus)
+        else:
+            log_one_plus = tl.log(one_plus)
+            correction = e / (one_plus - 1.0)
+            inverse = 1.0 / one_plus
+        delta = tl.maximum(raw, 0.0) + tl.where(one_plus == 1.0, e, log_one_plus * correction)
+        slope = tl.where(raw >= 0.0, 1.0, e) * inverse
     else:
         delta = raw
         slope = tl.full(raw.shape, 1.0, tl.float32)
@@ -127,7 +138,7 @@ def _scan_forward_kernel(
     s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t,
     N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_H0: tl.constexpr, STATES_ONLY: tl.constexpr,
+    HAS_H0: tl.constexpr, STATES_ONLY: tl.constexpr, FAST_MATH: tl.constexpr,
 ):
     """One program: one row, ``BLOCK_D`` channels, steps ``[chunk * chunk_len, (chunk + 1) *
     chunk_len)``, from the state in ``h0`` (HAS_H0) or zero. ``STATES_ONLY`` writes no output,
@@ -155,7 +166,7 @@ def _scan_forward_kernel(
         next_step = _load_step(u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, row, d, n, t + 1, t + 1 < stop,
                                d_mask, n_mask, *strides, HAS_Z, False)
         u = u.to(tl.float32)
-        delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
+        delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS, FAST_MATH)
         h = tl.exp2(delta[None, :] * A2) * h + (delta * u)[None, :] * B_t.to(tl.float32)[:, None]
         if STATES_ONLY:
             dsum += delta
@@ -182,7 +193,7 @@ def _scan_backward_kernel(
     s_B_r, s_B_n, s_B_t, s_C_r, s_C_n, s_C_t,
     N: tl.constexpr, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr, CHECKPOINT: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_OUT: tl.constexpr,
+    HAS_OUT: tl.constexpr, FAST_MATH: tl.constexpr,
 ):
     """The two sweeps (module docstring); with ``HAS_OUT`` the forward sweep also writes the
     scan's output, for callers that recompute it rather than keep it."""
@@ -210,7 +221,7 @@ def _scan_backward_kernel(
         next_step = _load_step(u_ptr, delta_ptr, z_ptr, dout_ptr, B_ptr, C_ptr, row, d, n, t + 1, t + 1 < length,
                                d_mask, n_mask, *strides, HAS_Z, True)
         u, dout, B_t, C_t = u.to(tl.float32), dout.to(tl.float32), B_t.to(tl.float32), C_t.to(tl.float32)
-        delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
+        delta, _ = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS, FAST_MATH)
         a = tl.exp2(delta[None, :] * A2)
         carried = a * h  # a_t h_{t-1}
         tangent = a * tangent + delta[None, :] * carried
@@ -261,7 +272,7 @@ def _scan_backward_kernel(
                 saved = tl.load(state_p + ((t + 1) // CHECKPOINT - 1) * channels * N, mask=state_mask, other=0.0)
                 Q = tl.sum(A2 * g * a_next * saved, axis=0)
         u, dout, B_t, C_t = u.to(tl.float32), dout.to(tl.float32), B_t.to(tl.float32), C_t.to(tl.float32)
-        delta, slope = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
+        delta, slope = _step_sizes(raw.to(tl.float32), bias, HAS_BIAS, SOFTPLUS, FAST_MATH)
         if HAS_Z:
             z = z.to(tl.float32)
             dy = dout * z * tl.sigmoid(z)
@@ -323,9 +334,11 @@ def _on_device(t: torch.Tensor):
 
 
 def _launch_meta(A, D, z, delta_bias, delta_softplus, block_d):
-    """Compile-time settings of both kernels."""
+    """Compile-time settings of both kernels; approximate log and divisions except in Triton's
+    interpreter (``TRITON_INTERPRET=1``), which has no such instructions."""
     return dict(N=A.shape[1], N_PAD=triton.next_power_of_2(A.shape[1]), BLOCK_D=block_d, HAS_D=D is not None,
-                HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus))
+                HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                FAST_MATH=not triton.knobs.runtime.interpret)
 
 
 def _time_chunks(rows, n_blocks, length):

@@ -20,7 +20,14 @@ SCAN_CHECK = textwrap.dedent(
     from spmamba_sb.nnet.scan_torch import selective_scan_reference
     from spmamba_sb.nnet.scan_triton import selective_scan_triton
 
-    rows, channels, n_state, length, full, time_major, large_delta, checkpoint, min_chunk = json.loads(sys.argv[1])
+    rows, channels, n_state, length, full, time_major, large_delta, checkpoint, min_chunk, fast_math = json.loads(
+        sys.argv[1])
+    if fast_math:  # the GPU's branch, with the interpreter's exact log and division standing in for the approximate ones
+        import types
+        import triton.language as tl
+        scan_triton.libdevice = types.SimpleNamespace(fast_log2f=lambda x: tl.log2(x), fast_dividef=lambda a, b: a / b)
+        exact_meta = scan_triton._launch_meta
+        scan_triton._launch_meta = lambda *args: dict(exact_meta(*args), FAST_MATH=True)
     scan_triton.CHECKPOINT = checkpoint
     scan_triton.MIN_CHUNK = min_chunk  # without autograd, chunks along time of this many steps
     scan_triton.TILING = {"forward": (8, 1), "backward": (8, 1)}  # several channel blocks, partial ones
@@ -122,19 +129,20 @@ def _run(script, argument=""):
 
 
 @pytest.mark.parametrize(
-    "rows,channels,n_state,length,full,time_major,large_delta,checkpoint,min_chunk,chunks",
+    "rows,channels,n_state,length,full,time_major,large_delta,checkpoint,min_chunk,fast_math,chunks",
     [
-        (3, 12, 5, 37, True, True, False, 64, 8, 4),  # a partial channel block, N padded to 8
-        (2, 9, 1, 1, True, False, False, 64, 64, 1),  # one step, one state, channel-first storage
-        (2, 10, 16, 150, True, True, True, 32, 16, 9),  # decays that underflow to 0; four checkpoints
-        (2, 8, 4, 20, False, False, False, 4, 3, 4),  # no skip, gate, bias or softplus; four checkpoints
-        (1, 4, 4, 2048, True, True, False, 64, 300, 6),  # a long sequence: 31 checkpoints
+        (3, 12, 5, 37, True, True, False, 64, 8, False, 4),  # a partial channel block, N padded to 8
+        (2, 9, 1, 1, True, False, False, 64, 64, False, 1),  # one step, one state, channel-first storage
+        (2, 10, 16, 150, True, True, True, 32, 16, False, 9),  # decays that underflow to 0; four checkpoints
+        (2, 8, 4, 20, False, False, False, 4, 3, False, 4),  # no skip, gate, bias or softplus; four checkpoints
+        (1, 4, 4, 2048, True, True, False, 64, 300, False, 6),  # a long sequence: 31 checkpoints
+        (3, 12, 5, 37, True, True, True, 8, 8, True, 4),  # the GPU's fast-math step sizes, both softplus branches
     ],
 )
 def test_triton_scan_matches_reference_in_the_interpreter(rows, channels, n_state, length, full, time_major,
-                                                          large_delta, checkpoint, min_chunk, chunks):
+                                                          large_delta, checkpoint, min_chunk, fast_math, chunks):
     report = _run(SCAN_CHECK, json.dumps([rows, channels, n_state, length, full, time_major, large_delta, checkpoint,
-                                          min_chunk]))
+                                          min_chunk, fast_math]))
     assert report["deterministic"] and report["same_layout"] and report["chunks"] == chunks, report
     assert all(error < 1e-4 for error in report["errors"].values()), report["errors"]
 
