@@ -175,6 +175,40 @@ def test_triton_scan_equals_mamba_ssm_at_published_sizes(rows, length, dtype):
         assert error < tolerance, (name, error)
 
 
+def test_triton_fast_math_equals_exact_math_over_the_whole_softplus_range(monkeypatch):
+    """The compiled kernels' approximate log and divisions (softplus and its slope) against the
+    same kernels with exact ones, raw step sizes from -60 to 60: tiny, ordinary and linear-range
+    steps, and decays that underflow to 0."""
+    from spmamba_sb.nnet import scan_triton
+    from spmamba_sb.nnet.scan_triton import selective_scan_triton
+
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    rows, channels, n_state, length = 6, 96, 16, 300
+
+    def randn(*shape):
+        return torch.randn(*shape, device="cuda", generator=generator)
+
+    u, z = randn(rows, channels, length), randn(rows, channels, length)
+    delta = torch.linspace(-60, 60, rows * channels * length, device="cuda")
+    delta = delta[torch.randperm(delta.numel(), device="cuda", generator=generator)].view(rows, channels, length)
+    B, C = randn(rows, n_state, length), randn(rows, n_state, length)
+    A = -torch.rand(channels, n_state, device="cuda", generator=generator) * 3 - 0.1
+    inputs = [t.requires_grad_() for t in (u, delta, A, B, C, randn(channels), z, randn(channels))]
+    grad = randn(rows, channels, length)
+
+    def run():
+        out = selective_scan_triton(*inputs, delta_softplus=True)
+        return [out, *torch.autograd.grad(out, inputs, grad)]
+
+    assert scan_triton._launch_meta(A, None, None, None, True, 64)["FAST_MATH"]
+    fast = run()
+    exact_meta = scan_triton._launch_meta
+    monkeypatch.setattr(scan_triton, "_launch_meta", lambda *args: dict(exact_meta(*args), FAST_MATH=False))
+    for name, a, b in zip(["out", *"u delta A B C D z bias".split()], fast, run()):
+        error = ((a - b).abs().max() / b.abs().max()).item()
+        assert error < RTOL, (name, error)
+
+
 def test_triton_inference_split_along_time_equals_torch():
     """Without autograd a long sequence in few rows runs in chunks along time (here 8 rows x 8
     channel blocks x 8 chunks); it must equal the unsplit torch scan."""
