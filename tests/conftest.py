@@ -13,6 +13,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def exit_status(main, *argv):
+    """Run a console entry point (``cli.separate_main`` ...) on ``argv`` in this process: its exit status."""
+    try:
+        main([str(arg) for arg in argv])
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
 TINY_OVERRIDES = [
     "--n_fft", "64", "--hop_length", "16", "--emb_dim", "4", "--emb_kernel_size", "4", "--num_blocks", "1",
     "--num_heads", "1", "--attention_qk_dim", "33", "--d_state", "4", "--expand", "1",

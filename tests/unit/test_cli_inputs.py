@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from spmamba_sb import cli
+from tests.conftest import exit_status
 from tests.unit.test_inference import N_FFT, RATE, write_tiny_model
 
 ERROR = "spmamba-separate: error: "
@@ -117,11 +118,7 @@ BAD = [
 
 def _run(*argv):
     """``spmamba-separate argv`` in this process: its exit status."""
-    try:
-        cli.separate_main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+    return exit_status(cli.separate_main, *argv)
 
 
 def _stderr_lines(stderr):

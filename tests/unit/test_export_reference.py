@@ -9,6 +9,7 @@ from speechbrain.inference.separation import SepformerSeparation
 
 from spmamba_sb import SPMamba, cli
 from spmamba_sb.inference import SPMambaSeparation
+from tests.conftest import exit_status
 from tests.reference_oracle import reference_state_dict
 
 # The published layouts with one block (the shapes per block are the published ones).
@@ -42,11 +43,7 @@ def _config(path, n_fft, rate, **changes):
 
 
 def _export(*argv):
-    try:
-        cli.export_main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+    return exit_status(cli.export_main, *argv)
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

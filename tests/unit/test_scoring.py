@@ -23,6 +23,7 @@ from spmamba_sb.evaluation import separation_metrics
 from spmamba_sb.inference import SPMambaSeparation
 from spmamba_sb.losses import best_permutations
 from spmamba_sb.scoring import CORE_METRICS, optional_metrics, read_scoring_set
+from tests.conftest import exit_status
 from tests.unit.test_inference import RATE, write_tiny_model
 
 ERROR = "spmamba-evaluate: error: "
@@ -72,11 +73,7 @@ def without_optional_packages(monkeypatch):
 
 def _run(*argv):
     """``spmamba-evaluate argv`` in this process: its exit status."""
-    try:
-        cli.evaluate_main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        return exit_.code
-    return 0
+    return exit_status(cli.evaluate_main, *argv)
 
 
 def _read_scores(out):
