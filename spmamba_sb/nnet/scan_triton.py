@@ -48,6 +48,11 @@ from triton.language.extra import libdevice
 
 # (channels per program, warps per program) of each kernel; read at every launch
 TILING = {"forward": (64, 1), "backward": (64, 1)}
+# Register cap of each kernel (Triton's ``maxnreg`` launch option; None: the compiler's choice).
+# Capped at 128, more of the forward's one-warp programs share an SM: on an H200, bf16 at the
+# model's shapes (benchmarks/scan_gpu.py), 0.532 / 0.553 ms at the intra / inter shapes against
+# 0.565 / 0.676 uncapped. The backward needs its ~250 registers: capped, it spills and slows down.
+MAX_REGISTERS = {"forward": 128, "backward": None}
 CHECKPOINT = 64  # steps between the states the backward pass restarts its running sum from
 # A forward pass without autograd splits time into chunks of at least MIN_CHUNK steps when
 # its rows and channel blocks give at most SPLIT_PROGRAMS / MIN_CHUNKS programs (an H200 keeps
@@ -387,7 +392,8 @@ def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softp
             _scan_forward_kernel[grid](
                 u, delta, A_t, B, C, D, None, delta_bias, out, None, final, summed,
                 length, channels, n_blocks, n_chunks, chunk_len, *strides,
-                num_warps=num_warps, **dict(meta, HAS_Z=False), HAS_H0=False, STATES_ONLY=True,
+                num_warps=num_warps, maxnreg=MAX_REGISTERS["forward"], **dict(meta, HAS_Z=False), HAS_H0=False,
+                STATES_ONLY=True,
             )
             _chain_chunks_kernel[(rows * n_blocks,)](final, summed, A_t, channels, n_blocks, n_chunks, N=meta["N"],
                                                      N_PAD=meta["N_PAD"], BLOCK_D=block_d, num_warps=num_warps)
@@ -395,7 +401,7 @@ def scan_forward(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softp
         _scan_forward_kernel[grid](
             u, delta, A_t, B, C, D, z, delta_bias, out, h0, None, None,
             length, channels, n_blocks, n_chunks, chunk_len, *strides,
-            num_warps=num_warps, **meta, HAS_H0=h0 is not None, STATES_ONLY=False,
+            num_warps=num_warps, maxnreg=MAX_REGISTERS["forward"], **meta, HAS_H0=h0 is not None, STATES_ONLY=False,
         )
     return out
 
@@ -433,7 +439,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, wit
             length, channels, n_blocks, n_checkpoints,
             *u.stride(), *delta.stride(), *_strides(z), *dout.stride(),
             *du.stride(), *ddelta.stride(), *_strides(dz), *_strides(out), *B.stride(), *C.stride(),
-            CHECKPOINT=CHECKPOINT, num_warps=num_warps, HAS_OUT=with_output,
+            CHECKPOINT=CHECKPOINT, num_warps=num_warps, maxnreg=MAX_REGISTERS["backward"], HAS_OUT=with_output,
             **_launch_meta(A, D, z, delta_bias, delta_softplus, block_d),
         )
     dA, dD, dbias = (None if t is None else t.sum(0) for t in (dA, dD, dbias))  # over rows
