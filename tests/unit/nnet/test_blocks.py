@@ -137,3 +137,21 @@ def test_inference_query_blocks_give_the_same_output(monkeypatch):
     monkeypatch.setattr(attention_module, "INFERENCE_QUERY_BLOCK", 3)
     with torch.no_grad():
         torch.testing.assert_close(attention(x), expected)
+
+
+def test_head_projection_gradients_equal_the_convolutions():
+    from spmamba_sb.nnet.attention import HeadProjection
+
+    projection = HeadProjection(6, num_heads=2, head_dim=3, n_freqs=5).double()
+    x = torch.randn(2, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 6, 4, 5, dtype=torch.float64)
+    projection(x).backward(grad)
+    ours = [x.grad, projection.conv.weight.grad, projection.conv.bias.grad]
+    x.grad = None
+    projection.zero_grad()
+    conv = projection.conv  # the same parameters through nn.Conv2d's own backward
+    y = projection.norm(projection.act(conv(x).view(2, 2, -1, 4, 5)).view(2, 6, 4, 5))
+    y.backward(grad)
+    for got, expected in zip(ours, [x.grad, conv.weight.grad, conv.bias.grad]):
+        torch.testing.assert_close(got, expected)
+    torch.autograd.gradcheck(lambda *a: projection(*a), (x.detach().requires_grad_(),))
