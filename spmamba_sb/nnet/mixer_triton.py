@@ -105,6 +105,7 @@ def _(dout, x, xz, steps, rows, in_w, conv_w, conv_b, x_w, dt_w, dt_b, A, D, out
 def _setup_mixer(ctx, inputs, output):
     x, rows, *weights, _ = inputs
     ctx.rows = rows
+    ctx.set_materialize_grads(False)  # the kept activations get no gradient: no zeros made for them
     ctx.save_for_backward(x, output[1], output[2], *weights)
 
 
