@@ -27,7 +27,6 @@ class _PointwiseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return F.conv2d(x, weight, bias)
 
     @staticmethod
@@ -41,7 +40,7 @@ class _PointwiseConv(torch.autograd.Function):
             per_frame = grad.to(accumulate).transpose(1, 2).flatten(0, 1)  # [B*T, out, F]
             inputs = x.to(accumulate).transpose(1, 2).flatten(0, 1)  # [B*T, in, F]
             grad_weight = torch.bmm(per_frame, inputs.transpose(1, 2)).sum(0).view_as(weight).to(weight.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False without a bias
             grad_bias = grad.to(accumulate).sum((0, 2, 3)).to(weight.dtype)
         return grad_x, grad_weight, grad_bias
 
