@@ -22,9 +22,9 @@ tensors; Triton comes with PyTorch's CUDA builds, so no compiled extension is ne
 
 ``"auto"``: for CUDA tensors, by what was measured on an H200 (``benchmarks/gpu_model.py``):
 ``"triton"`` when Triton imports and the GPU's compute capability is at least
-``TRITON_AUTO_MIN_CAPABILITY`` (training: a bf16 step of the published model in 218 ms and
-12.9 GiB against 361 ms and 26.8 GiB with mamba-ssm, 171 ms under ``torch.compile``;
-inference: 60 s of audio in 1.38 s against 2.11 s); else ``"cuda"`` when mamba-ssm imports;
+``TRITON_AUTO_MIN_CAPABILITY`` (training: a bf16 step of the published model in 201 ms and
+12.7 GiB against 348 ms and 26.8 GiB with mamba-ssm, 171 ms under ``torch.compile`` with earlier
+kernels; inference: 60 s of audio in 1.34 s against 2.13 s); else ``"cuda"`` when mamba-ssm imports;
 ``"torch"`` otherwise.
 Environment overrides, read here only (:func:`environment_overrides`):
 ``SPMAMBA_SCAN_BACKEND`` replaces ``"auto"``; with ``SPMAMBA_COMPILE_SCAN=1`` the ``"torch"``
