@@ -42,10 +42,12 @@ def test_loads_and_builds(path, tmp_path):
     assert hparams["speed_perturb"].orig_freq == hparams["sample_rate"]
     quick = os.path.basename(path) == "spmamba-8k-quick.yaml"
     recipe = QUICK_RECIPE if quick else PAPER_RECIPE
-    if quick:  # warm-up, then linear decay to 0 over the time budget
+    if quick:  # warm-up, the peak held, then linear decay to 0 over the last quarter of the time budget
         schedule = hparams["lr_scheduler"]
         assert isinstance(schedule, TimeBudgetSchedule)
-        assert schedule.total_minutes == hparams["max_train_minutes"] and schedule(schedule.total_minutes) == 0
+        total = schedule.total_minutes
+        assert total == hparams["max_train_minutes"] and schedule(total) == 0
+        assert schedule(0.75 * total) == hparams["lr"] > schedule(0.8 * total)
     else:  # halved after 10 epochs without improvement
         assert isinstance(hparams["lr_scheduler"], ReduceLROnPlateau)
         assert hparams["lr_scheduler"].factor == 0.5 and hparams["lr_scheduler"].patience == 10
