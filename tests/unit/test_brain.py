@@ -281,3 +281,20 @@ def test_a_time_schedule_sets_the_learning_rate_from_the_training_clock(tmp_path
     brain.on_stage_end(sb.Stage.VALID, -2.0, epoch=1)
     assert brain.optimizer.param_groups[0]["lr"] == rate
     assert brain.hparams.train_logger.meta["stats_meta"]["lr"] == rate
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None])
+def test_the_gradient_check_drops_exactly_the_non_finite_gradients(tmp_path, bad):
+    brain = _brain(_hparams(tmp_path))
+    params = list(brain.modules.parameters())
+    for index, param in enumerate(params):
+        param.grad = torch.full_like(param, 1e30 if index % 2 else -2.0)  # finite, some huge
+    if bad is not None:
+        params[3].grad.view(-1)[0] = bad
+    expected = [param.grad.clone() for param in params]
+    brain.check_gradients()
+    for index, param in enumerate(params):
+        if bad is not None and index == 3:
+            assert param.grad is None
+        else:
+            assert torch.equal(param.grad, expected[index])
