@@ -5,7 +5,7 @@ does not know its step count in advance, so :class:`TimeBudgetSchedule` reads th
 a linear warm-up, a constant phase, then a linear decay that reaches its floor exactly when the budget is
 spent. Budget-aware linear decay is the schedule that Li, Yumer and Ramanan ("Budgeted Training: Rethinking
 Deep Neural Network Training Under Resource Constraints", ICLR 2020) found best for a fixed budget; holding
-the peak and decaying only over the last part of the budget ("warmup-stable-decay") matches a decay over the
+the peak and decaying only over the last part of the budget ("warmup-stable-decay") matches a cosine decay over the
 whole run in Hägele et al. ("Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations",
 NeurIPS 2024) with a cool-down of about 20 %.
 """
