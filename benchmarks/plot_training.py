@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Validation SI-SNRi against training time for several train.py runs, as one PNG, plus a JSON
-summary per run: parameters, training minutes, best validation SI-SNRi and the test means.
+"""Validation SI-SNRi against training time for several train.py runs, as one PNG (with each run's
+training SNR dashed, and its learning rate in a panel below), plus a JSON summary per run:
+parameters, training minutes, best validation SI-SNRi, last training SNR and the test means.
 
     python benchmarks/plot_training.py --out curves.png SPMamba=results/a/1234 TF-GridNet=results/b/1234
 """
@@ -21,16 +22,18 @@ import torch  # noqa: E402
 FIELD = re.compile(r"([\w\- ]+?): (\S+?)(?:,|$| -)")
 
 
-def validation_curve(experiment):
-    """[(train_minutes, valid si-snr_i), ...] from an experiment's ``train_log.txt``."""
-    points = []
+def training_log(experiment):
+    """One dict per validated epoch of an experiment's ``train_log.txt``: ``minutes``, ``lr``,
+    ``train`` (training SNR) and ``valid`` (validation SI-SNRi)."""
+    epochs = []
     with open(os.path.join(experiment, "train_log.txt"), encoding="utf-8") as handle:
         for line in handle:
             if not line.startswith("epoch:"):
                 continue
             fields = {key.strip(): value for key, value in FIELD.findall(line)}
-            points.append((float(fields["train_minutes"]), float(fields["valid si-snr_i"])))
-    return points
+            epochs.append({"minutes": float(fields["train_minutes"]), "lr": float(fields["lr"]),
+                           "train": float(fields["train snr"]), "valid": float(fields["valid si-snr_i"])})
+    return epochs
 
 
 def test_means(experiment):
@@ -59,23 +62,31 @@ def main():
     parser.add_argument("--out", required=True, help="PNG to write")
     args = parser.parse_args()
 
-    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=100)
+    figure, (axis, lr_axis) = plt.subplots(2, 1, sharex=True, figsize=(6, 4.8), dpi=100,
+                                           gridspec_kw={"height_ratios": [3, 1]})
     summary = {}
     for run in args.runs:
         label, experiment = run.split("=", 1)
-        curve = validation_curve(experiment)
+        epochs = training_log(experiment)
         means = test_means(experiment)
-        minutes, improvements = zip(*curve)
-        axis.plot(minutes, improvements, marker="o", markersize=3,
-                  label=f"{label} (test SI-SNRi {means.get('si-snr_i', float('nan')):.1f} dB)")
+        minutes = [epoch["minutes"] for epoch in epochs]
+        improvements = [epoch["valid"] for epoch in epochs]
+        line, = axis.plot(minutes, improvements, marker="o", markersize=3,
+                          label=f"{label} (test SI-SNRi {means.get('si-snr_i', float('nan')):.1f} dB)")
+        axis.plot(minutes, [epoch["train"] for epoch in epochs], linestyle="--", linewidth=1, color=line.get_color())
+        lr_axis.plot(minutes, [epoch["lr"] for epoch in epochs], marker=".", color=line.get_color())
         summary[label] = {"experiment": experiment, "parameters": parameter_count(experiment),
-                          "validations": len(curve), "train_minutes": minutes[-1],
+                          "validations": len(epochs), "train_minutes": minutes[-1],
                           "best_valid_si-snr_i": max(improvements), "last_valid_si-snr_i": improvements[-1],
-                          "test": means}
-    axis.set_xlabel("training time (min)")
-    axis.set_ylabel("validation SI-SNRi (dB)")
+                          "last_train_snr": epochs[-1]["train"], "test": means}
+    axis.set_ylabel("SI-SNRi (dB)")
+    axis.set_title("validation SI-SNRi (solid), training SNR (dashed)", fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize=8)
+    lr_axis.set_xlabel("training time (min)")
+    lr_axis.set_ylabel("learning rate")
+    lr_axis.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    lr_axis.grid(alpha=0.3)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     figure.savefig(args.out)

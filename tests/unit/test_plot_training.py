@@ -1,4 +1,4 @@
-"""benchmarks/plot_training.py: validation curves and summary from train.py output folders."""
+"""benchmarks/plot_training.py: validation and training curves, learning rates and summary from train.py output folders."""
 
 import json
 import os
@@ -13,7 +13,7 @@ SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "plot
 def _experiment(folder, improvements, test_row=None, checkpoint=None):
     folder.mkdir()
     lines = [
-        f"epoch: {i + 1}, lr: 1.00e-03, train_minutes: {i + 0.5:.2f} - train snr: 2.0, "
+        f"epoch: {i + 1}, lr: {1e-3 / (i + 1):.2e}, train_minutes: {i + 0.5:.2f} - train snr: {2.0 + i}, "
         f"train nonfinite_batches: 0 - valid si-snr: -1.0, valid si-snr_i: {value}"
         for i, value in enumerate(improvements)
     ]
@@ -41,5 +41,6 @@ def test_curves_and_summary(tmp_path):
     assert summary["A"]["parameters"] == 17 and summary["A"]["validations"] == 3
     assert summary["A"]["best_valid_si-snr_i"] == 1.25 and summary["A"]["last_valid_si-snr_i"] == 1.0
     assert summary["A"]["train_minutes"] == 2.5 and summary["A"]["test"] == {"si-snr_i": 2.5, "sdr_i": 2.75}
+    assert summary["A"]["last_train_snr"] == 4.0 and summary["B"]["last_train_snr"] == 3.0
     assert summary["B"]["parameters"] is None and summary["B"]["test"] == {}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
