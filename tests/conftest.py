@@ -1,7 +1,12 @@
-"""Skip tests marked ``gpu`` where no CUDA device is present."""
+"""Skip tests marked ``gpu`` where no CUDA device is present; helpers shared by the tests."""
+
+import importlib.util
+import os
 
 import pytest
 import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -20,6 +25,14 @@ def exit_status(main, *argv):
     except SystemExit as exit_:
         return exit_.code
     return 0
+
+
+def load_benchmark(name):
+    """The module ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 TINY_OVERRIDES = [

@@ -2,7 +2,6 @@
 
 import glob
 import gzip
-import importlib.util
 import json
 import os
 
@@ -11,15 +10,7 @@ import torch
 from torch import profiler
 
 from spmamba_sb.losses import neg_snr
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("trace_gaps", os.path.join(ROOT, "benchmarks", "trace_gaps.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def _cpu_trace(folder):
@@ -35,7 +26,7 @@ def _cpu_trace(folder):
 
 
 def test_idle_time_is_put_down_to_the_python_frame_running_when_the_gpu_ran_dry(tmp_path):
-    trace_gaps = _benchmark()
+    trace_gaps = load_benchmark("trace_gaps")
     path = _cpu_trace(tmp_path)
     with open(path, encoding="utf-8") as handle:
         trace = json.load(handle)
@@ -65,4 +56,4 @@ def test_idle_time_is_put_down_to_the_python_frame_running_when_the_gpu_ran_dry(
 
 def test_a_trace_without_profiler_steps_is_refused():
     with pytest.raises(SystemExit, match="ProfilerStep"):
-        _benchmark().analyse([{"ph": "X", "cat": "kernel", "name": "k", "ts": 0, "dur": 1}])
+        load_benchmark("trace_gaps").analyse([{"ph": "X", "cat": "kernel", "name": "k", "ts": 0, "dur": 1}])
