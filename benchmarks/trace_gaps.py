@@ -66,18 +66,20 @@ def idle_gaps(intervals, start, end):
     return gaps
 
 
-def host_label(events_by_start, starts, at, frames):
-    """What the host does at time ``at``: the innermost matching Python frame and any CUDA runtime call."""
-    frame, frame_dur, runtime = None, None, None
-    index = bisect.bisect_right(starts, at)
-    for event in events_by_start[max(0, index - 20000):index]:
+def host_label(host, starts, at):
+    """What the host does at time ``at``: the innermost Python frame of ``host`` running then, and
+    any CUDA runtime call. ``host`` is sorted by start; a frame that starts later and still runs
+    at ``at`` is nested deeper, so the walk back stops at the first one."""
+    frame, runtime = None, None
+    for index in range(bisect.bisect_right(starts, at) - 1, -1, -1):
+        event = host[index]
         if event["ts"] + event["dur"] < at:
             continue
-        category, name = event.get("cat"), event.get("name", "")
-        if category == "python_function" and frames.search(name) and (frame_dur is None or event["dur"] < frame_dur):
-            frame, frame_dur = name, event["dur"]
-        elif category == "cuda_runtime" and "Launch" not in name:
-            runtime = name
+        if event["cat"] == "cuda_runtime":
+            runtime = runtime or event["name"]
+        else:
+            frame = event["name"]
+            break
     return f"{frame or '(no matching frame)'}{' / ' + runtime if runtime else ''}"
 
 
@@ -102,7 +104,9 @@ def analyse(events, min_gap_ms=0.05, frames=r"spmamba_sb|speechbrain|train\.py",
     if not steps:
         raise SystemExit("no ProfilerStep#N events in the trace (was it written by a profiler with a schedule?)")
     busy = busy_intervals(events)
-    host = sorted((e for e in events if e.get("cat") in ("python_function", "cuda_runtime")), key=lambda e: e["ts"])
+    host = sorted((e for e in events
+                   if (e.get("cat") == "python_function" and frames.search(e.get("name", "")))
+                   or (e.get("cat") == "cuda_runtime" and "Launch" not in e.get("name", ""))), key=lambda e: e["ts"])
     starts = [e["ts"] for e in host]
     bounds = [start for _, start, _ in steps] + [max(steps[-1][2], busy[-1][1] if busy else steps[-1][2])]
     report, idle_by_host = {"steps": []}, defaultdict(float)
@@ -111,7 +115,7 @@ def analyse(events, min_gap_ms=0.05, frames=r"spmamba_sb|speechbrain|train\.py",
                                 "busy_ms": round(overlap(busy, start, end) / 1e3, 2)})
         for gap_start, gap_end in idle_gaps(busy, start, end):
             if gap_end - gap_start >= min_gap_ms * 1e3:
-                idle_by_host[host_label(host, starts, gap_start, frames)] += (gap_end - gap_start) / 1e3
+                idle_by_host[host_label(host, starts, gap_start)] += (gap_end - gap_start) / 1e3
     wall = sum(step["wall_ms"] for step in report["steps"])
     report["gpu_busy"] = round(sum(step["busy_ms"] for step in report["steps"]) / wall, 3) if wall else None
     report["idle_ms_by_host"] = {label: round(ms, 2) for label, ms in sorted(idle_by_host.items(), key=lambda kv: -kv[1])[:top]}
