@@ -6,13 +6,14 @@ SPMamba (the published 16 kHz model; ``--n-fft 256 --hop-length 64 --sample-rate
 after two warm-up steps (Adam fused, as in the recipes). Each record also has the step's wall
 time (median of ``--timed`` steps without the profiler) and the share of it the GPU spends in
 kernels (``gpu_busy``): below 1, the GPU waits on the host (kernel launches, Python) and a larger
-batch costs little more. ``--compile`` runs the model under ``torch.compile``. Only kernels count: a range such as
-``Optimizer.step`` also shows on the GPU's timeline, as the span from its first to its last
-kernel with the gaps between them, and is left out. Kernels are grouped by name (the scan,
-matrix products, the causal convolution, element-wise work, copies, norms and reductions,
-other). Prints one JSON object per backend and a table. With ``--shapes`` it also lists the
-operators (``aten::mm``, the Triton operators, ...) that launched the most GPU time, with their
-input shapes, to tell apart the products that share one kernel name.
+batch costs little more. ``--compile`` runs the model under ``torch.compile``. Only kernels
+count: a range such as ``Optimizer.step`` also shows on the GPU's timeline, as the span from its
+first to its last kernel with the gaps between them, and is left out. Kernels are grouped by
+name (the scan, matrix products, the causal convolution, element-wise work, copies, norms and
+reductions, other). Prints one JSON object per backend and batch, and a table. With
+``--shapes`` it also lists the operators (``aten::mm``, the Triton operators, ...) that launched
+the most GPU time, with their input shapes, to tell apart the products that share one kernel
+name.
 
     python benchmarks/profile_step.py [--backends cuda triton] [--steps 3] [--shapes]
     python benchmarks/profile_step.py --backends triton --n-fft 256 --hop-length 64 \
