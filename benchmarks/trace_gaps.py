@@ -118,7 +118,8 @@ def analyse(events, min_gap_ms=0.05, frames=r"spmamba_sb|speechbrain|train\.py",
                 idle_by_host[host_label(host, starts, gap_start)] += (gap_end - gap_start) / 1e3
     wall = sum(step["wall_ms"] for step in report["steps"])
     report["gpu_busy"] = round(sum(step["busy_ms"] for step in report["steps"]) / wall, 3) if wall else None
-    report["idle_ms_by_host"] = {label: round(ms, 2) for label, ms in sorted(idle_by_host.items(), key=lambda kv: -kv[1])[:top]}
+    largest = sorted(idle_by_host.items(), key=lambda kv: -kv[1])[:top]
+    report["idle_ms_by_host"] = {label: round(ms, 2) for label, ms in largest}
     return report
 
 
