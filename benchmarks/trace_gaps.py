@@ -45,11 +45,6 @@ def busy_intervals(events):
     return merged
 
 
-def overlap(intervals, start, end):
-    """Microseconds of ``intervals`` inside [start, end]."""
-    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in intervals if b > start and a < end)
-
-
 def idle_gaps(intervals, start, end):
     """The idle [gap_start, gap_end] stretches between busy intervals inside [start, end]."""
     gaps, cursor = [], start
@@ -97,10 +92,9 @@ def analyse(events, min_gap_ms=0.05, frames=r"spmamba_sb|speechbrain|train\.py",
     ([0.06, 0.1], {'spmamba_sb/losses.py(9): f': 0.04})
     """
     frames = re.compile(frames)
-    steps = sorted({int(STEP.fullmatch(e["name"]).group(1)): (e["ts"], e["ts"] + e["dur"])  # host side only
-                    for e in events if e.get("cat") in ("cpu_op", "user_annotation")
-                    and STEP.fullmatch(e.get("name", ""))}.items())
-    steps = [(number, start, end) for number, (start, end) in steps]
+    spans = {int(STEP.fullmatch(e["name"]).group(1)): (e["ts"], e["ts"] + e["dur"])  # host side only
+             for e in events if e.get("cat") in ("cpu_op", "user_annotation") and STEP.fullmatch(e.get("name", ""))}
+    steps = [(number, start, end) for number, (start, end) in sorted(spans.items())]
     if not steps:
         raise SystemExit("no ProfilerStep#N events in the trace (was it written by a profiler with a schedule?)")
     busy = busy_intervals(events)
@@ -111,9 +105,11 @@ def analyse(events, min_gap_ms=0.05, frames=r"spmamba_sb|speechbrain|train\.py",
     bounds = [start for _, start, _ in steps] + [max(steps[-1][2], busy[-1][1] if busy else steps[-1][2])]
     report, idle_by_host = {"steps": []}, defaultdict(float)
     for (number, _, _), start, end in zip(steps, bounds, bounds[1:]):
+        gaps = idle_gaps(busy, start, end)
+        idle = sum(gap_end - gap_start for gap_start, gap_end in gaps)
         report["steps"].append({"step": number, "wall_ms": round((end - start) / 1e3, 2),
-                                "busy_ms": round(overlap(busy, start, end) / 1e3, 2)})
-        for gap_start, gap_end in idle_gaps(busy, start, end):
+                                "busy_ms": round((end - start - idle) / 1e3, 2)})
+        for gap_start, gap_end in gaps:
             if gap_end - gap_start >= min_gap_ms * 1e3:
                 idle_by_host[host_label(host, starts, gap_start)] += (gap_end - gap_start) / 1e3
     wall = sum(step["wall_ms"] for step in report["steps"])
