@@ -19,7 +19,7 @@
 # the same recipe: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder), COMPILE (1, the
 # default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that fails compiled
 # resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine holds
-# prepare, train, plot and check with BUDGET=20.
+# prepare, train, plot and check with BUDGET=21.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
