@@ -231,6 +231,9 @@ def test_compiled_model_on_triton_has_no_graph_break():
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(model)(mix)
     assert explanation.graph_break_count == 0, explanation.break_reasons
+    automatic = SPMamba(num_blocks=1, scan_backend="auto").cuda()  # the recipes' setting, resolved while tracing
+    explanation = torch._dynamo.explain(automatic)(mix)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
     compiled = torch.compile(model)
     y_eager, gx_eager, gp_eager = _run(model, mix)
     y_compiled, gx_compiled, gp_compiled = _run(compiled, mix)

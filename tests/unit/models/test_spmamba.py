@@ -205,3 +205,12 @@ def test_checkpoint_blocks_keeps_results_and_saves_memory(model_class, settings)
     for grad_ckpt, grad_plain in zip(grads_ckpt, grads_plain):
         torch.testing.assert_close(grad_ckpt, grad_plain)
     assert bytes_ckpt < bytes_plain / 2
+
+
+def test_compile_takes_the_model_in_one_graph_with_the_automatic_backend():
+    """The recipes' ``scan_backend: auto`` is resolved while tracing: no graph break per Mamba layer."""
+    model = SPMamba(**dict(TINY, scan_backend="auto"))
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(torch.randn(1, 64))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
