@@ -153,9 +153,8 @@ def check_backend(name: str) -> str:
 def resolve_backend(requested: str, device: torch.device) -> str:
     """Decide which backend runs a scan on ``device``.
 
-    ``torch.compile`` calls it while tracing and keeps its answer as a constant, so a compiled
-    model is not split at every Mamba layer (it reads the environment, the GPU's properties and
-    logs its choice, none of which a graph can hold).
+    ``torch.compile`` calls it while tracing and keeps its answer as a constant: traced, its
+    logging call would split a compiled model at every Mamba layer.
 
     Arguments
     ---------

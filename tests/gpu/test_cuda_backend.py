@@ -224,7 +224,8 @@ def test_triton_inference_split_along_time_equals_torch():
 
 def test_compiled_model_on_triton_has_no_graph_break():
     """The Triton scan and mixer are PyTorch operators: ``torch.compile`` takes the whole model in
-    one graph, and the compiled model's output and gradients equal the eager model's."""
+    one graph (with ``scan_backend="auto"`` too), and the compiled model's output and gradients
+    equal the eager model's."""
     torch.manual_seed(0)
     model = SPMamba(num_blocks=1, scan_backend="triton").cuda()
     mix = torch.randn(1, 8000, device="cuda")
