@@ -9,6 +9,8 @@
 #   benchmarks/quick_separation.sh train [MINUTES]    # the quick recipe for MINUTES (default BUDGET), then test
 #   benchmarks/quick_separation.sh ablation [MINUTES] # fixed mixtures / dynamic mixing / + augmentation,
 #                                                     #   ABLATION minutes each (default 8)
+#   benchmarks/quick_separation.sh versus [MINUTES]   # SPMamba and TF-GridNet under the recipe, ABLATION
+#                                                     #   minutes each
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
 #   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
@@ -16,10 +18,10 @@
 # Settings (environment): TASK, DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
-# the same recipe: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder), COMPILE (1, the
-# default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that fails compiled
-# resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine holds
-# prepare, train, plot and check with BUDGET=21.
+# the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
+# COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
+# fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
+# holds prepare, train, plot and check with BUDGET=21.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,6 +77,14 @@ ablation() {  # MINUTES
         | tee "$RESULTS/ablation.json"
 }
 
+versus() {  # MINUTES
+    mkdir -p "$RESULTS"
+    train spmamba "$1"
+    train tfgridnet "$1" --sequence_layer '!ref <blstm>'
+    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/versus.png" "SPMamba=$(experiment spmamba)" \
+        "TF-GridNet=$(experiment tfgridnet)" | tee "$RESULTS/versus.json"
+}
+
 plot() {
     "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/valid_si_snri.png" "$MODEL=$(experiment "$MODEL")" \
         | tee "$RESULTS/summary.json"
@@ -88,8 +98,9 @@ case "${1:-}" in
     prepare) prepare ;;
     train) train "$MODEL" "${2:-$BUDGET}" ;;
     ablation) ablation "${2:-$ABLATION}" ;;
+    versus) versus "${2:-$ABLATION}" ;;
     plot) plot ;;
     check) check ;;
     all) prepare; train "$MODEL" "$BUDGET"; plot; check ;;
-    *) sed -n '2,21p' "$0"; exit 2 ;;
+    *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

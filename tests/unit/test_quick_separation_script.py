@@ -1,6 +1,6 @@
-"""benchmarks/quick_separation.sh passes each task's corpus and model settings to the public
-commands (recorded by stand-ins for spmamba-prepare-demo and Python), and the 16 kHz settings
-it passes build the published 16 kHz STFT from the quick recipe."""
+"""benchmarks/quick_separation.sh passes each task's corpus and model settings (in ``versus``, each
+model's) to the public commands (recorded by stand-ins for spmamba-prepare-demo and Python), and the
+16 kHz settings it passes build the published 16 kHz STFT from the quick recipe."""
 
 import os
 import stat
@@ -53,21 +53,35 @@ def test_noisy_16k_task_prepares_noisy_16k_mixtures_and_sets_the_16k_stft(tmp_pa
     assert settings["--max_train_minutes"] == "3" and settings["--output_folder"].startswith("results/quick-noisy16k/")
 
 
+def test_versus_trains_both_models_under_the_recipe_for_the_same_minutes(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "versus", ABLATION="6", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    spmamba, tfgridnet, plot = calls
+    for train, name in ((spmamba, "spmamba"), (tfgridnet, "tfgridnet")):
+        words = train.split()
+        assert words[1:3] == ["train.py", "hparams/spmamba-8k-quick.yaml"]
+        assert f"{results}/{name}/1234" in words and words[words.index("--max_train_minutes") + 1] == "6"
+    assert "--sequence_layer" not in spmamba and tfgridnet.endswith("--sequence_layer !ref <blstm>")
+    assert plot.split()[1:] == ["benchmarks/plot_training.py", "--out", f"{results}/versus.png",
+                                f"SPMamba={results}/spmamba/1234", f"TF-GridNet={results}/tfgridnet/1234"]
+
+
 def test_unknown_task_is_refused(tmp_path):
     result, calls = _run(tmp_path, "prepare", TASK="noisy8k")
     assert result.returncode == 2 and "TASK must be clean8k or noisy16k" in result.stderr and not calls
 
 
-def test_16k_overrides_build_the_published_16k_front_end():
+def test_16k_overrides_build_the_published_16k_front_end(tmp_path):
     pytest.importorskip("speechbrain")
     from hyperpyyaml import load_hyperpyyaml
 
-    overrides = {"data_folder": "unused", "sample_rate": 16000, "n_fft": 512, "hop_length": 128,
-                 "training_signal_len": 32000}
+    overrides = {"data_folder": "unused", "output_folder": str(tmp_path / "quick"), "sample_rate": 16000,
+                 "n_fft": 512, "hop_length": 128, "training_signal_len": 32000}
     with open(REPO / "hparams" / "spmamba-8k-quick.yaml") as handle:
         quick = load_hyperpyyaml(handle, overrides)
     with open(REPO / "hparams" / "spmamba.yaml") as handle:
-        published = load_hyperpyyaml(handle, {"data_folder": "unused"})
+        published = load_hyperpyyaml(handle, {"data_folder": "unused", "output_folder": str(tmp_path / "published")})
     for key in ("sample_rate", "n_fft", "hop_length"):
         assert quick[key] == published[key], key
     assert quick["Encoder"].n_fft == 512 and quick["Encoder"].hop_length == 128
