@@ -67,6 +67,25 @@ def test_versus_trains_both_models_under_the_recipe_for_the_same_minutes(tmp_pat
                                 f"SPMamba={results}/spmamba/1234", f"TF-GridNet={results}/tfgridnet/1234"]
 
 
+def test_warmup_compiles_both_models_on_a_tiny_corpus_of_the_task(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "warmup", TASK="noisy16k", COMPILE="1", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    prepare, spmamba, tfgridnet = calls
+    assert prepare.split()[:5] == ["spmamba-prepare-demo", "--out", f"{results}/warmup/data", "--sample-rate", "16000"]
+    for train, name in ((spmamba, "spmamba"), (tfgridnet, "tfgridnet")):
+        settings = dict(zip(train.split(), train.split()[1:]))
+        assert settings["--data_folder"] == f"{results}/warmup/data"
+        assert settings["--output_folder"] == f"{results}/warmup/{name}/1234"
+        assert settings["--n_fft"] == "512" and settings["--train_epoch_size"] == "80" and "--compile" in settings
+    assert "--sequence_layer" not in spmamba and tfgridnet.endswith("--sequence_layer !ref <blstm>")
+
+
+def test_warmup_without_compile_does_nothing(tmp_path):
+    result, calls = _run(tmp_path, "warmup", RESULTS=str(tmp_path / "results"))
+    assert result.returncode == 0 and "nothing to warm up" in result.stdout and not calls
+
+
 def test_unknown_task_is_refused(tmp_path):
     result, calls = _run(tmp_path, "prepare", TASK="noisy8k")
     assert result.returncode == 2 and "TASK must be clean8k or noisy16k" in result.stderr and not calls
