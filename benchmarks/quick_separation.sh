@@ -55,9 +55,12 @@ prepare() {
         --hours-valid 0.2 --hours-test 0.2 --num-voices "$VOICES" --seed 0 --num-workers "$WORKERS" --no-progress
 }
 
+COMPILED=(--compile --compile_module_keys masknet)  # SpeechBrain's torch.compile of the mask net
+TFGRIDNET=(--sequence_layer '!ref <blstm>')          # the same recipe with BLSTMs: TF-GridNet
+
 train() {  # NAME MINUTES [overrides...]
     if [ "$COMPILE" = 1 ]; then
-        run_train "$@" --compile --compile_module_keys masknet || run_train "$@"
+        run_train "$@" "${COMPILED[@]}" || run_train "$@"
     else
         run_train "$@"
     fi
@@ -71,41 +74,39 @@ run_train() {  # NAME MINUTES [overrides...]
         ${MODEL_ARGS:-} ${EXTRA_ARGS:-} "$@"
 }
 
+curves() {  # PNG JSON LABEL=EXPERIMENT...: validation curves of the experiments, and their summary
+    local png=$1 json=$2
+    shift 2
+    mkdir -p "$RESULTS"
+    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/$png" "$@" | tee "$RESULTS/$json"
+}
+
 ablation() {  # MINUTES
     train fixed "$1" --dynamic_mixing False
     train dynamic "$1"
     train dynamic-augmented "$1" --use_speedperturb True --use_rand_shift True --use_wavedrop True
-    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/ablation.png" "fixed=$(experiment fixed)" \
-        "dynamic mixing=$(experiment dynamic)" "dynamic mixing + augmentation=$(experiment dynamic-augmented)" \
-        | tee "$RESULTS/ablation.json"
+    curves ablation.png ablation.json "fixed=$(experiment fixed)" "dynamic mixing=$(experiment dynamic)" \
+        "dynamic mixing + augmentation=$(experiment dynamic-augmented)"
 }
 
 versus() {  # MINUTES
-    mkdir -p "$RESULTS"
     train spmamba "$1"
-    train tfgridnet "$1" --sequence_layer '!ref <blstm>'
-    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/versus.png" "SPMamba=$(experiment spmamba)" \
-        "TF-GridNet=$(experiment tfgridnet)" | tee "$RESULTS/versus.json"
+    train tfgridnet "$1" "${TFGRIDNET[@]}"
+    curves versus.png versus.json "SPMamba=$(experiment spmamba)" "TF-GridNet=$(experiment tfgridnet)"
 }
 
 warmup() {  # 20 compiled steps of each model on a tiny corpus: PyTorch's compile cache keeps the
             # graphs, so no timed run spends its minutes on a cold compile
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
-    local tiny="$RESULTS/warmup"
+    local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}")
     spmamba-prepare-demo --out "$tiny/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 --hours-test 0.01 \
         --num-voices 20 --seed 0 --num-workers "$WORKERS" --no-progress
-    local model
-    for model in spmamba tfgridnet; do
-        local layer=()
-        [ "$model" = tfgridnet ] && layer=(--sequence_layer '!ref <blstm>')
-        DATA="$tiny/data" RESULTS="$tiny" run_train "$model" 5 --train_epoch_size 80 --N_epochs 1 \
-            --compile --compile_module_keys masknet ${layer[@]+"${layer[@]}"}
-    done
+    DATA="$tiny/data" RESULTS="$tiny" run_train spmamba 5 "${steps[@]}"
+    DATA="$tiny/data" RESULTS="$tiny" run_train tfgridnet 5 "${steps[@]}" "${TFGRIDNET[@]}"
 }
 
 plot() {
-    "$PYTHON" benchmarks/plot_training.py --out "$RESULTS/valid_si_snri.png" "$MODEL=$(experiment "$MODEL")" \
-        | tee "$RESULTS/summary.json"
+    curves valid_si_snri.png summary.json "$MODEL=$(experiment "$MODEL")"
 }
 
 check() {
