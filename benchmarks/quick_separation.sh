@@ -11,7 +11,7 @@
 #                                                     #   ABLATION minutes each (default 8)
 #   benchmarks/quick_separation.sh versus [MINUTES]   # SPMamba and TF-GridNet under the recipe, ABLATION
 #                                                     #   minutes each
-#   benchmarks/quick_separation.sh warmup             # compile both models' graphs on a tiny corpus
+#   benchmarks/quick_separation.sh warmup             # compile the models' graphs on a tiny corpus
 #                                                     #   (beside prepare), so timed runs start warm
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
 #   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation
@@ -24,7 +24,7 @@
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
 # holds prepare, train, plot and check with BUDGET=21, or prepare and warmup side by side and then
-# `versus 6` (about 19 minutes of wall time).
+# `versus 6` (about 19 minutes of wall time) or `ablation 6.5` (about 26).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +57,7 @@ prepare() {
 
 COMPILED=(--compile --compile_module_keys masknet)  # SpeechBrain's torch.compile of the mask net
 TFGRIDNET=(--sequence_layer '!ref <blstm>')          # the same recipe with BLSTMs: TF-GridNet
+AUGMENTED=(--use_speedperturb True --use_rand_shift True --use_wavedrop True)  # SpeechBrain's augmentations
 
 train() {  # NAME MINUTES [overrides...]
     if [ "$COMPILE" = 1 ]; then
@@ -84,7 +85,7 @@ curves() {  # PNG JSON LABEL=EXPERIMENT...: validation curves of the experiments
 ablation() {  # MINUTES
     train fixed "$1" --dynamic_mixing False
     train dynamic "$1"
-    train dynamic-augmented "$1" --use_speedperturb True --use_rand_shift True --use_wavedrop True
+    train dynamic-augmented "$1" "${AUGMENTED[@]}"
     curves ablation.png ablation.json "fixed=$(experiment fixed)" "dynamic mixing=$(experiment dynamic)" \
         "dynamic mixing + augmentation=$(experiment dynamic-augmented)"
 }
@@ -95,14 +96,17 @@ versus() {  # MINUTES
     curves versus.png versus.json "SPMamba=$(experiment spmamba)" "TF-GridNet=$(experiment tfgridnet)"
 }
 
-warmup() {  # 20 compiled steps of each model on a tiny corpus: PyTorch's compile cache keeps the
-            # graphs, so no timed run spends its minutes on a cold compile
+warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: PyTorch's compile cache
+            # keeps the graphs, so no timed run spends its minutes on a cold compile (speed perturbation
+            # varies the crop length, so the augmented arm has graphs of its own)
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
-    local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}")
+    local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}") runs=()
     spmamba-prepare-demo --out "$tiny/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 --hours-test 0.01 \
         --num-voices 20 --seed 0 --num-workers "$WORKERS" --no-progress
-    DATA="$tiny/data" RESULTS="$tiny" run_train spmamba 5 "${steps[@]}"
-    DATA="$tiny/data" RESULTS="$tiny" run_train tfgridnet 5 "${steps[@]}" "${TFGRIDNET[@]}"
+    DATA="$tiny/data" RESULTS="$tiny" run_train spmamba 5 "${steps[@]}" & runs+=($!)
+    DATA="$tiny/data" RESULTS="$tiny" run_train spmamba-augmented 5 "${steps[@]}" "${AUGMENTED[@]}" & runs+=($!)
+    DATA="$tiny/data" RESULTS="$tiny" run_train tfgridnet 5 "${steps[@]}" "${TFGRIDNET[@]}" & runs+=($!)
+    for run in "${runs[@]}"; do wait "$run"; done
 }
 
 plot() {

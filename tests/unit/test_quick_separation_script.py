@@ -1,6 +1,7 @@
-"""benchmarks/quick_separation.sh passes each task's corpus and model settings (in ``versus``, each
-model's) to the public commands (recorded by stand-ins for spmamba-prepare-demo and Python), and the
-16 kHz settings it passes build the published 16 kHz STFT from the quick recipe."""
+"""benchmarks/quick_separation.sh passes each task's corpus and model settings (in ``versus``,
+``ablation`` and ``warmup``, each arm's) to the public commands (recorded by stand-ins for
+spmamba-prepare-demo and Python), and the 16 kHz settings it passes build the published 16 kHz
+STFT from the quick recipe."""
 
 import os
 import stat
@@ -23,7 +24,8 @@ def _run(tmp_path, stage, **environment):
         tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{record}"\n')
         tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=str(bin_dir / "fake-python"),
-               DEVICE="cpu", WORKERS="2", **environment)
+               DEVICE="cpu", WORKERS="2")
+    env.update(environment)
     result = subprocess.run(["bash", str(SCRIPT), stage], env=env, capture_output=True, text=True, timeout=60)
     return result, record.read_text().splitlines() if record.exists() else []
 
@@ -67,18 +69,47 @@ def test_versus_trains_both_models_under_the_recipe_for_the_same_minutes(tmp_pat
                                 f"SPMamba={results}/spmamba/1234", f"TF-GridNet={results}/tfgridnet/1234"]
 
 
-def test_warmup_compiles_both_models_on_a_tiny_corpus_of_the_task(tmp_path):
+def test_ablation_trains_three_arms_for_the_same_minutes_and_plots_them(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "ablation", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    fixed, dynamic, augmented, plot = calls
+    for train, name in ((fixed, "fixed"), (dynamic, "dynamic"), (augmented, "dynamic-augmented")):
+        words = train.split()
+        assert f"{results}/{name}/1234" in words and words[words.index("--max_train_minutes") + 1] == "8"
+    assert fixed.endswith("--dynamic_mixing False") and "--dynamic_mixing" not in dynamic + augmented
+    assert augmented.endswith("--use_speedperturb True --use_rand_shift True --use_wavedrop True")
+    assert "--use_speedperturb" not in fixed + dynamic
+    assert plot.split()[1:4] == ["benchmarks/plot_training.py", "--out", f"{results}/ablation.png"]
+
+
+def test_warmup_compiles_each_model_and_the_augmented_arm_on_a_tiny_corpus_of_the_task(tmp_path):
     results = tmp_path / "results"
     result, calls = _run(tmp_path, "warmup", TASK="noisy16k", COMPILE="1", RESULTS=str(results))
     assert result.returncode == 0, result.stderr
-    prepare, spmamba, tfgridnet = calls
+    prepare, *trains = calls
     assert prepare.split()[:5] == ["spmamba-prepare-demo", "--out", f"{results}/warmup/data", "--sample-rate", "16000"]
-    for train, name in ((spmamba, "spmamba"), (tfgridnet, "tfgridnet")):
+    runs = {}  # the runs go side by side, so their order in the record varies
+    for train in trains:
         settings = dict(zip(train.split(), train.split()[1:]))
         assert settings["--data_folder"] == f"{results}/warmup/data"
-        assert settings["--output_folder"] == f"{results}/warmup/{name}/1234"
         assert settings["--n_fft"] == "512" and settings["--train_epoch_size"] == "80" and "--compile" in settings
-    assert "--sequence_layer" not in spmamba and tfgridnet.endswith("--sequence_layer !ref <blstm>")
+        runs[settings["--output_folder"]] = train
+    spmamba, augmented, tfgridnet = (runs.pop(f"{results}/warmup/{name}/1234")
+                                     for name in ("spmamba", "spmamba-augmented", "tfgridnet"))
+    assert not runs
+    assert "--sequence_layer" not in spmamba + augmented and tfgridnet.endswith("--sequence_layer !ref <blstm>")
+    assert "--use_speedperturb True" in augmented and "--use_speedperturb" not in spmamba + tfgridnet
+
+
+def test_warmup_stops_when_a_warm_up_run_fails(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    failing = bin_dir / "failing-python"
+    failing.write_text('#!/bin/sh\ncase "$*" in *sequence_layer*) exit 3 ;; esac\n')
+    failing.chmod(failing.stat().st_mode | stat.S_IEXEC)
+    result, _ = _run(tmp_path, "warmup", COMPILE="1", RESULTS=str(tmp_path / "results"), PYTHON=str(failing))
+    assert result.returncode == 3
 
 
 def test_warmup_without_compile_does_nothing(tmp_path):
