@@ -70,9 +70,13 @@ train() {  # NAME MINUTES [overrides...]
 run_train() {  # NAME MINUTES [overrides...]
     local name=$1 minutes=$2
     shift 2
+    local overrides=(${MODEL_ARGS:-} ${EXTRA_ARGS:-} "$@") task=() i
+    for ((i = 0; i < ${#TASK_ARGS[@]}; i += 2)); do  # an override of a task setting replaces it
+        [[ " ${overrides[*]} " == *" ${TASK_ARGS[i]} "* ]] || task+=("${TASK_ARGS[@]:i:2}")
+    done
     "$PYTHON" train.py "hparams/$MODEL.yaml" --data_folder "$DATA" --output_folder "$(experiment "$name")" \
-        --seed "$SEED" --max_train_minutes "$minutes" --device "$DEVICE" ${TASK_ARGS[@]+"${TASK_ARGS[@]}"} \
-        ${MODEL_ARGS:-} ${EXTRA_ARGS:-} "$@"
+        --seed "$SEED" --max_train_minutes "$minutes" --device "$DEVICE" ${task[@]+"${task[@]}"} \
+        ${overrides[@]+"${overrides[@]}"}
 }
 
 curves() {  # PNG JSON LABEL=EXPERIMENT...: validation curves of the experiments, and their summary

@@ -55,6 +55,14 @@ def test_noisy_16k_task_prepares_noisy_16k_mixtures_and_sets_the_16k_stft(tmp_pa
     assert settings["--max_train_minutes"] == "3" and settings["--output_folder"].startswith("results/quick-noisy16k/")
 
 
+def test_an_override_of_a_task_setting_replaces_it(tmp_path):
+    result, calls = _run(tmp_path, "train", TASK="noisy16k", EXTRA_ARGS="--batch_size 1 --training_signal_len 8000")
+    assert result.returncode == 0, result.stderr
+    train = calls[-1].split()
+    assert train.count("--training_signal_len") == 1 and train[train.index("--training_signal_len") + 1] == "8000"
+    assert train[train.index("--n_fft") + 1] == "512" and train[train.index("--batch_size") + 1] == "1"
+
+
 def test_versus_trains_both_models_under_the_recipe_for_the_same_minutes(tmp_path):
     results = tmp_path / "results"
     result, calls = _run(tmp_path, "versus", ABLATION="6", RESULTS=str(results))
