@@ -13,8 +13,8 @@ algorithms:
   a GPU.
 
 Only one chunk's [B, chunk, D, N] tensors exist at a time, and under autograd each chunk is
-recomputed in the backward pass (activation checkpointing), so memory is bounded by the chunk
-size, not by L. With ``compiled`` (for a CPU without autograd) the chunks run through
+recomputed in the backward pass (activation checkpointing, :class:`RecomputedChunk`), so memory
+is bounded by the chunk size, not by L. With ``compiled`` (for a CPU without autograd) the chunks run through
 ``torch.compile``: the first call compiles for tens of seconds, then it runs about 2x faster.
 Arithmetic is fp32 for fp32 and lower-precision inputs, fp64 for fp64.
 """
@@ -121,6 +121,46 @@ def _run_compiled(algorithm: Callable, *args):
     return algorithm(*args)
 
 
+class RecomputedChunk(torch.autograd.Function):
+    """One chunk of the scan whose forward keeps no graph: ``algorithm`` runs without autograd,
+    and the backward pass runs it again on the saved inputs to differentiate it.
+
+    This is activation checkpointing without any per-step autograd state in the forward pass:
+    on a CPU, the small graph nodes that a checkpointed step-by-step loop would leave behind
+    scatter the allocator's heap between the steps' freed [B, D, N] tensors, and training used
+    several times the memory that the live tensors need. Works with ``backward()`` and
+    ``torch.autograd.grad`` alike (not twice differentiable). ``torch.compile`` cannot trace
+    its backward pass, so under the compiler the chunks go through ``torch.utils.checkpoint``
+    instead, which it takes into the model's one graph.
+
+    Example
+    -------
+    >>> u, delta = torch.randn(2, 1, 5, 4).unbind(0)
+    >>> B, C = torch.randn(2, 1, 5, 3).unbind(0)
+    >>> A = (-torch.rand(4, 3)).requires_grad_()
+    >>> y, state = RecomputedChunk.apply(scan_steps, torch.zeros(1, 4, 3), u, delta, A, B, C)
+    >>> y.sum().backward(); A.grad.shape
+    torch.Size([4, 3])
+    """
+
+    @staticmethod
+    def forward(ctx, algorithm, state, u, delta, A, B, C):
+        ctx.algorithm = algorithm
+        ctx.save_for_backward(state, u, delta, A, B, C)
+        return algorithm(state, u, delta, A, B, C)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_y, grad_state):
+        wanted = ctx.needs_input_grad[1:]
+        inputs = [t.detach().requires_grad_(needed) for t, needed in zip(ctx.saved_tensors, wanted)]
+        with torch.enable_grad():
+            y, state = ctx.algorithm(*inputs)
+        differentiable = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad((y, state), differentiable, (grad_y, grad_state), allow_unused=True))
+        return (None, *(next(grads) if needed else None for needed in wanted))
+
+
 def _in_row_blocks(scan: Callable, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, compiled, block):
     """``scan`` over blocks of ``block`` rows, each block's output written straight into a
     channel-major buffer ([D, B, L], returned as a [B, D, L] view): the layout the mixers read
@@ -196,8 +236,10 @@ def selective_scan_torch(
         for start in range(0, length, chunk_size):
             window = slice(start, start + chunk_size)
             args = (state, u32[:, window], delta32[:, window], A32, B32[:, window], C32[:, window])
-            if use_checkpoint:
+            if use_checkpoint and torch.compiler.is_compiling():  # the compiler traces this one, in one graph
                 y, state = checkpoint(run, *args, use_reentrant=False)
+            elif use_checkpoint:
+                y, state = RecomputedChunk.apply(run, *args)
             else:
                 y, state = run(*args)
             outputs.append(y)

@@ -56,6 +56,30 @@ def test_torch_scan_matches_recurrence(batch, length, channels, n_state, delta_s
         _close(grad, grad_ref)
 
 
+def _graph_nodes(tensor):
+    """Names of the autograd nodes that ``tensor`` depends on."""
+    names, stack, seen = [], [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("sequential_min", [0, 1 << 30])  # step by step, log-depth
+def test_training_keeps_one_graph_node_per_chunk_not_per_step(monkeypatch, sequential_min):
+    """Forward under autograd leaves no per-step graph (what made CPU training use several
+    times the memory its tensors need); backward recomputes each chunk (gradients: above)."""
+    monkeypatch.setattr(scan_torch, "SEQUENTIAL_MIN_ELEMENTS", sequential_min)
+    inputs = {k: v.requires_grad_() for k, v in _inputs(2, 64, 4, 3).items()}
+    names = _graph_nodes(selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8))
+    assert names.count("RecomputedChunkBackward") == 8
+    assert "AddcmulBackward0" not in names and "ExpBackward0" not in names  # the scan's own operations
+
+
 @pytest.mark.parametrize("block_rows", [None, 2])
 def test_step_by_step_path_and_row_blocks_match_recurrence(monkeypatch, block_rows):
     """The CPU step-by-step loop (forced on small states), with and without blocks of rows."""

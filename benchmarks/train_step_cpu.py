@@ -1,0 +1,90 @@
+"""A training step of the quick 8 kHz model on a CPU: time and peak memory, with the chunked
+scan's two ways of recomputing its chunks side by side.
+
+Each measurement runs in a fresh child process (this script with ``--child``), which builds
+the encoder, mask net and decoder of ``hparams/spmamba-8k-quick.yaml`` (the published 8 kHz
+model), runs one warm-up step (forward and backward of a mean-square loss on a random batch-1
+crop of L samples) and then times a second one. It reports that step's wall time and the
+process's peak resident set (VmHWM: what the operating system sees, memory that the allocator
+holds included).
+
+* ``recomputed_chunk``: the package's scan (:class:`spmamba_sb.nnet.scan_torch.RecomputedChunk`:
+  no autograd state in the forward pass, each chunk recomputed in backward);
+* ``torch_checkpoint``: the same chunks under ``torch.utils.checkpoint`` (non-reentrant), which
+  builds every step's graph in the forward pass and drops only the tensors it saves.
+
+The result is one JSON object on stdout. Run it from the repository root (Linux)::
+
+    python benchmarks/train_step_cpu.py [--lengths 2000 4000] [--threads 2]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WAYS = ("recomputed_chunk", "torch_checkpoint")
+
+
+def peak_resident_mib() -> float:
+    """The process's peak resident set (VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child(way: str, length: int, threads: int) -> dict:
+    """One warm-up step and one timed step in this process."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+    from torch.utils.checkpoint import checkpoint
+
+    from spmamba_sb.nnet import scan_torch
+
+    torch.set_num_threads(threads)
+    if way == "torch_checkpoint":
+        scan_torch.RecomputedChunk = types.SimpleNamespace(
+            apply=lambda run, *args: checkpoint(run, *args, use_reentrant=False))
+    with open(REPO / "hparams" / "spmamba-8k-quick.yaml") as handle:
+        hparams = load_hyperpyyaml(handle, {"data_folder": "unused", "output_folder": "/tmp/train_step_cpu"})
+    encoder, masknet, decoder = hparams["Encoder"], hparams["MaskNet"], hparams["Decoder"]
+    mix = torch.randn(1, length, generator=torch.Generator().manual_seed(0))
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        features = encoder(mix)
+        estimate = decoder((torch.stack([features] * 2) * masknet(features))[0])  # the first source
+        estimate.pow(2).mean().backward()
+        seconds.append(time.perf_counter() - start)
+        masknet.zero_grad(set_to_none=True)
+    return {"way": way, "samples": length, "frames": features.shape[2], "step_s": round(seconds[-1], 2),
+            "peak_resident_mib": round(peak_resident_mib())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[2000, 4000], help="crop lengths (samples)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--child", nargs=3, metavar=("WAY", "LENGTH", "THREADS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        way, length, threads = args.child
+        print(json.dumps(child(way, int(length), int(threads))))
+        return
+    results = []
+    for length in args.lengths:
+        for way in WAYS:
+            command = [sys.executable, __file__, "--child", way, str(length), str(args.threads)]
+            output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
+            results.append(json.loads(output.strip().splitlines()[-1]))
+    print(json.dumps({"model": "hparams/spmamba-8k-quick.yaml", "batch": 1, "threads": args.threads,
+                      "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
