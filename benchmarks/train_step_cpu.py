@@ -3,10 +3,10 @@ scan's two ways of recomputing its chunks side by side.
 
 Each measurement runs in a fresh child process (this script with ``--child``), which builds
 the encoder, mask net and decoder of ``hparams/spmamba-8k-quick.yaml`` (the published 8 kHz
-model), runs one warm-up step (forward and backward of a mean-square loss on a random batch-1
-crop of L samples) and then times a second one. It reports that step's wall time and the
-process's peak resident set (VmHWM: what the operating system sees, memory that the allocator
-holds included).
+model), runs one warm-up step (forward through ``spmamba_sb.trio.separate``, train.py's flow,
+and backward of a mean-square loss on a random batch-1 crop of L samples) and then times a
+second one. It reports that step's wall time and the process's peak resident set (VmHWM: what
+the operating system sees, memory that the allocator holds included).
 
 * ``recomputed_chunk``: the package's scan (:class:`spmamba_sb.nnet.scan_torch.RecomputedChunk`:
   no autograd state in the forward pass, each chunk recomputed in backward);
@@ -45,6 +45,7 @@ def child(way: str, length: int, threads: int) -> dict:
     from torch.utils.checkpoint import checkpoint
 
     from spmamba_sb.nnet import scan_torch
+    from spmamba_sb.trio import separate
 
     torch.set_num_threads(threads)
     if way == "torch_checkpoint":
@@ -52,18 +53,16 @@ def child(way: str, length: int, threads: int) -> dict:
             apply=lambda run, *args: checkpoint(run, *args, use_reentrant=False))
     with open(REPO / "hparams" / "spmamba-8k-quick.yaml") as handle:
         hparams = load_hyperpyyaml(handle, {"data_folder": "unused", "output_folder": "/tmp/train_step_cpu"})
-    encoder, masknet, decoder = hparams["Encoder"], hparams["MaskNet"], hparams["Decoder"]
+    trio = hparams["Encoder"], hparams["MaskNet"], hparams["Decoder"]
     mix = torch.randn(1, length, generator=torch.Generator().manual_seed(0))
     seconds = []
     for _ in range(2):
         start = time.perf_counter()
-        features = encoder(mix)
-        estimate = decoder((torch.stack([features] * 2) * masknet(features))[0])  # the first source
-        estimate.pow(2).mean().backward()
+        separate(mix, *trio).pow(2).mean().backward()  # train.py's forward flow
         seconds.append(time.perf_counter() - start)
-        masknet.zero_grad(set_to_none=True)
-    return {"way": way, "samples": length, "frames": features.shape[2], "step_s": round(seconds[-1], 2),
-            "peak_resident_mib": round(peak_resident_mib())}
+        hparams["MaskNet"].zero_grad(set_to_none=True)
+    return {"way": way, "samples": length, "frames": length // hparams["hop_length"] + 1,
+            "step_s": round(seconds[-1], 2), "peak_resident_mib": round(peak_resident_mib())}
 
 
 def main() -> None:

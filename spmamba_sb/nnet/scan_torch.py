@@ -14,8 +14,9 @@ algorithms:
 
 Only one chunk's [B, chunk, D, N] tensors exist at a time, and under autograd each chunk is
 recomputed in the backward pass (activation checkpointing, :class:`RecomputedChunk`), so memory
-is bounded by the chunk size, not by L. With ``compiled`` (for a CPU without autograd) the chunks run through
-``torch.compile``: the first call compiles for tens of seconds, then it runs about 2x faster.
+is bounded by the chunk size, not by L. With ``compiled`` (for a CPU without autograd) the
+chunks run through ``torch.compile``: the first call compiles for tens of seconds, then it runs
+about 2x faster.
 Arithmetic is fp32 for fp32 and lower-precision inputs, fp64 for fp64.
 """
 
