@@ -2,6 +2,7 @@
 
 import csv
 import logging
+import math
 import os
 
 import soundfile as sf
@@ -27,6 +28,22 @@ AUGMENTATION_KEYS = {
 ESTIMATE_PEAK = 0.9  # peak of the estimates written by ``save_audio``
 
 
+def _perturbed_length(speed_perturb, length: int) -> int:
+    """The shortest length, at most ``length``, that any speed of ``speed_perturb`` makes from ``length``.
+
+    Each of SpeechBrain's ``SpeedPerturb.resamplers`` (one per entry of ``speeds``) resamples
+    ``orig_freq`` -> ``new_freq``; the length follows as in torchaudio's resampler (unchanged
+    when the two are equal).
+    """
+    shortest = length
+    for resampler in speed_perturb.resamplers:
+        if resampler.orig_freq != resampler.new_freq:
+            gcd = math.gcd(int(resampler.orig_freq), int(resampler.new_freq))
+            orig, new = int(resampler.orig_freq) // gcd, int(resampler.new_freq) // gcd
+            shortest = min(shortest, int(torch.ceil(torch.as_tensor(new * length / orig))))
+    return shortest
+
+
 class SeparationBrain(sb.Brain):
     """Permutation-invariant separation training with the paper's recipe.
 
@@ -47,9 +64,11 @@ class SeparationBrain(sb.Brain):
 
     - ``use_speedperturb``: each reference source goes through ``speed_perturb`` on its own;
     - ``use_rand_shift``: each source is rolled in time by a random integer in
-      [``min_shift``, ``max_shift``). After either, the sources are cut to the shortest of them
-      and the mixture, the mixture is rebuilt as their sum plus its background (mixture minus
-      the sum of its original sources, such as noise), and the loss is taken against them;
+      [``min_shift``, ``max_shift``). After either, the sources and the mixture are cut to a
+      fixed length: the mixture's, or with speed perturbation the shortest that any of its speeds
+      makes from it, so shapes stay static for a compiled model. The mixture is rebuilt as their
+      sum plus its background (mixture minus the sum of its original sources, such as noise),
+      and the loss is taken against them;
     - ``use_wavedrop``: the mixture then goes through ``drop_chunk`` and ``drop_freq``;
     - ``threshold_byloss``: the loss averages only the examples whose loss is above
       ``threshold``; a batch with none adds nothing to the gradients and is counted
@@ -172,6 +191,10 @@ class SeparationBrain(sb.Brain):
     def _augment(self, mix, targets, lengths):
         """The stock recipes' training augmentation, each part behind its flag.
 
+        Sources and mixture are cut from the start to a length that depends only on L and the
+        speeds of ``speed_perturb`` (see ``_perturbed_length``), so shapes stay static for a
+        compiled model.
+
         Arguments
         ---------
         mix : torch.Tensor
@@ -196,7 +219,7 @@ class SeparationBrain(sb.Brain):
             if use_rand_shift:
                 shifts = torch.randint(hparams.min_shift, hparams.max_shift, (len(sources),)).tolist()
                 sources = [source.roll(shift, dims=1) for source, shift in zip(sources, shifts)]
-            length = min(mix.shape[1], *(source.shape[1] for source in sources))
+            length = _perturbed_length(hparams.speed_perturb, mix.shape[1]) if use_speedperturb else mix.shape[1]
             background = (mix - targets.sum(-1))[:, :length]  # [B, L']
             targets = torch.stack([source[:, :length] for source in sources], dim=-1)  # [B, L', S]
             mix = targets.sum(-1) + background

@@ -108,6 +108,25 @@ def test_speed_perturbation_changes_each_source_and_rebuilds_the_mixture(tmp_pat
     assert torch.allclose(model_inputs[0], targets.sum(-1) + background[:, :length], atol=1e-6)
 
 
+@pytest.mark.parametrize("rand_shift", [False, True])
+def test_speed_perturbation_crops_every_batch_to_one_fixed_length(tmp_path, model_inputs, rand_shift):
+    brain = _brain(_hparams(tmp_path, use_speedperturb=True, use_rand_shift=rand_shift, min_shift=-20, max_shift=20))
+    brain.hparams.speed_perturb = SpeedPerturb(orig_freq=16000, speeds=[95, 100, 105])
+    produced = [resampler(torch.zeros(1, LENGTH)).shape[1] for resampler in brain.hparams.speed_perturb.resamplers]
+    assert min(produced) < LENGTH < max(produced)
+    torch.manual_seed(0)
+    speeds = set()
+    for draw in range(8):
+        batch = _batch(seed=draw)
+        _, targets = brain.compute_forward(batch, sb.Stage.TRAIN)
+        speeds.add(int(brain.hparams.speed_perturb.samp_index))
+        assert targets.shape == (2, min(produced), 2)
+        background = batch.mix_sig.data - _sources(batch).sum(-1)
+        assert model_inputs[draw].shape == (2, min(produced))
+        assert torch.allclose(model_inputs[draw], targets.sum(-1) + background[:, :min(produced)], atol=1e-6)
+    assert len(speeds) > 1  # several speeds were drawn, yet the length never changed
+
+
 def test_random_shift_rolls_each_source_within_range(tmp_path, model_inputs):
     brain = _brain(_hparams(tmp_path, use_rand_shift=True, min_shift=-20, max_shift=20))
     batch = _batch()
