@@ -23,7 +23,8 @@
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
-# holds prepare, train, plot and check with BUDGET=21, or prepare and warmup side by side and then
+# holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes 3.7 minutes
+# on 16 cores: about BUDGET=20 beside warmup), or prepare and warmup side by side and then
 # `versus 6` (about 19 minutes of wall time) or `ablation 6.5` (about 26).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,7 +103,7 @@ versus() {  # MINUTES
 
 warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: PyTorch's compile cache
             # keeps the graphs, so no timed run spends its minutes on a cold compile (speed perturbation
-            # varies the crop length, so the augmented arm has graphs of its own)
+            # shortens the crop, so the augmented arm has graphs of its own)
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
     local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}") runs=()
     spmamba-prepare-demo --out "$tiny/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 --hours-test 0.01 \
@@ -130,5 +131,5 @@ case "${1:-}" in
     plot) plot ;;
     check) check ;;
     all) prepare; train "$MODEL" "$BUDGET"; plot; check ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    *) sed -n '2,28p' "$0"; exit 2 ;;
 esac
