@@ -40,6 +40,7 @@ def _perturbed_length(speed_perturb, length: int) -> int:
         if resampler.orig_freq != resampler.new_freq:
             gcd = math.gcd(int(resampler.orig_freq), int(resampler.new_freq))
             orig, new = int(resampler.orig_freq) // gcd, int(resampler.new_freq) // gcd
+            # torchaudio's rule, rounded as it rounds it (a float32 tensor): never longer than a source
             shortest = min(shortest, int(torch.ceil(torch.as_tensor(new * length / orig))))
     return shortest
 
