@@ -135,7 +135,7 @@ def _run(script, argument=""):
         (2, 9, 1, 1, True, False, False, 64, 64, False, 1),  # one step, one state, channel-first storage
         (2, 10, 16, 150, True, True, True, 32, 16, False, 9),  # decays that underflow to 0; four checkpoints
         (2, 8, 4, 20, False, False, False, 4, 3, False, 4),  # no skip, gate, bias or softplus; four checkpoints
-        (1, 4, 4, 2048, True, True, False, 64, 300, False, 6),  # a long sequence: 31 checkpoints
+        (1, 4, 4, 512, True, True, False, 16, 75, False, 6),  # a training-length sequence: 31 checkpoints
         (3, 12, 5, 37, True, True, True, 8, 8, True, 4),  # the GPU's fast-math step sizes, both softplus branches
     ],
 )
