@@ -23,9 +23,9 @@
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
-# holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes 3.7 minutes
-# on 16 cores: about BUDGET=20 beside warmup), or prepare and warmup side by side and then
-# `versus 6` (about 19 minutes of wall time) or `ablation 6.5` (about 26).
+# holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes 3 to 4
+# minutes on 16 cores: BUDGET=20 beside warmup, 29 minutes in all), or prepare and warmup side by
+# side and then `versus 6` (about 19 minutes of wall time) or `ablation 6.5` (about 26).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
