@@ -13,7 +13,8 @@ algorithms:
   a GPU.
 
 Only one chunk's [B, chunk, D, N] tensors exist at a time, and under autograd each chunk is
-recomputed in the backward pass (activation checkpointing, :class:`RecomputedChunk`), so memory
+recomputed in the backward pass (activation checkpointing, :class:`RecomputedChunk`; the
+step-by-step chunks then run their adjoint recurrence, :func:`scan_steps_backward`), so memory
 is bounded by the chunk size, not by L. With ``compiled`` (for a CPU without autograd) the
 chunks run through ``torch.compile``: the first call compiles for tens of seconds, then it runs
 about 2x faster.
@@ -87,6 +88,59 @@ def scan_steps(state, u, delta, A, B, C) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(outputs, dim=-1).transpose(1, 2), state  # [B, c, D], [B, D, N]
 
 
+def scan_steps_backward(state, u, delta, A, B, C, grad_y, grad_state) -> Tuple[torch.Tensor, ...]:
+    """Gradients of :func:`scan_steps` over one chunk, by the adjoint recurrence run backwards:
+    the chunk's states are recomputed without autograd, then one reverse loop carries the
+    state's gradient ``g`` [B, D, N] from the last step to the first.
+
+    With ``x = delta * u``, the forward step is ``h_t = exp(delta_t A) h_(t-1) + x_t B_t`` and
+    ``y_t = h_t C_t``; backwards, ``g += y'_t C_t`` gives ``C'_t = y'_t h_t``, ``x'_t = g B_t``,
+    ``B'_t = x_t g``, ``g *= exp(delta_t A)`` steps back, and the decay's share
+    ``q = g h_(t-1)`` gives ``delta'_t += q A`` and ``A' += q delta_t``. No graph, and fewer
+    operations than differentiating the recomputed loop.
+
+    Arguments as :func:`scan_steps`, plus the gradients of its two results (``grad_state``
+    may be None). Returns the gradients of ``state, u, delta, A, B, C``.
+
+    Example
+    -------
+    >>> u, delta = torch.randn(2, 1, 5, 4).unbind(0)
+    >>> B, C = torch.randn(2, 1, 5, 3).unbind(0)
+    >>> grads = scan_steps_backward(torch.zeros(1, 4, 3), u, delta, -torch.rand(4, 3), B, C,
+    ...                             torch.ones(1, 5, 4), None)
+    >>> [tuple(g.shape) for g in grads]
+    [(1, 4, 3), (1, 5, 4), (1, 5, 4), (4, 3), (1, 5, 3), (1, 5, 3)]
+    """
+    length = u.shape[1]
+    step_delta = delta.transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
+    step_x = (delta * u).transpose(0, 1)  # [c, B, D]
+    step_B = B.transpose(0, 1).unsqueeze(2)  # [c, B, 1, N]
+    step_C = C.transpose(0, 1).unsqueeze(2)  # [c, B, 1, N]
+    step_grad_y = grad_y.transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
+    states, decays = [state], []  # h_(-1), h_0, ..., h_(c-1) and exp(delta_t A)
+    for t in range(length):
+        decays.append(torch.exp(step_delta[t] * A))
+        states.append(torch.addcmul(step_x[t].unsqueeze(-1) * step_B[t], decays[t], states[t]))
+    g = torch.zeros_like(state) if grad_state is None else grad_state.clone()  # [B, D, N]
+    grad_A_rows = torch.zeros_like(state)  # [B, D, N], summed over the rows at the end
+    grad_delta = torch.empty_like(step_x)  # [c, B, D], first the decay's share
+    grad_x = torch.empty_like(step_x)
+    grad_B = torch.empty_like(B.transpose(0, 1))  # [c, B, N]
+    grad_C = torch.empty_like(grad_B)
+    for t in range(length - 1, -1, -1):
+        g.addcmul_(step_grad_y[t], step_C[t])
+        grad_C[t] = torch.matmul(step_grad_y[t].transpose(1, 2), states[t + 1]).squeeze(1)
+        grad_x[t] = torch.matmul(g, step_B[t].transpose(1, 2)).squeeze(-1)
+        grad_B[t] = torch.matmul(step_x[t].unsqueeze(1), g).squeeze(1)
+        g.mul_(decays[t])  # now the gradient of h_(t-1)
+        share = g * states[t]  # q, [B, D, N]
+        grad_delta[t] = (share * A).sum(-1)
+        grad_A_rows.addcmul_(share, step_delta[t])
+    grad_x = grad_x.transpose(0, 1)  # [B, c, D]
+    grad_delta = grad_delta.transpose(0, 1) + grad_x * u
+    return g, grad_x * delta, grad_delta, grad_A_rows.sum(0), grad_B.transpose(0, 1), grad_C.transpose(0, 1)
+
+
 def scan_log_depth(state, u, delta, A, B, C) -> Tuple[torch.Tensor, torch.Tensor]:
     """Scan one chunk with a log-depth (Hillis-Steele) scan; arguments and results as
     :func:`scan_steps`."""
@@ -124,7 +178,9 @@ def _run_compiled(algorithm: Callable, *args):
 
 class RecomputedChunk(torch.autograd.Function):
     """One chunk of the scan whose forward keeps no graph: ``algorithm`` runs without autograd,
-    and the backward pass runs it again on the saved inputs to differentiate it.
+    and the backward pass differentiates it from the saved inputs, by ``adjoint`` (the
+    algorithm's analytic gradients, :func:`scan_steps_backward` for :func:`scan_steps`) or,
+    where that is None, by running it again under autograd.
 
     This is activation checkpointing without any per-step autograd state in the forward pass:
     on a CPU, the small graph nodes that a checkpointed step-by-step loop would leave behind
@@ -139,27 +195,31 @@ class RecomputedChunk(torch.autograd.Function):
     >>> u, delta = torch.randn(2, 1, 5, 4).unbind(0)
     >>> B, C = torch.randn(2, 1, 5, 3).unbind(0)
     >>> A = (-torch.rand(4, 3)).requires_grad_()
-    >>> y, state = RecomputedChunk.apply(scan_steps, torch.zeros(1, 4, 3), u, delta, A, B, C)
+    >>> y, state = RecomputedChunk.apply(scan_steps, scan_steps_backward, torch.zeros(1, 4, 3),
+    ...                                  u, delta, A, B, C)
     >>> y.sum().backward(); A.grad.shape
     torch.Size([4, 3])
     """
 
     @staticmethod
-    def forward(ctx, algorithm, state, u, delta, A, B, C):
-        ctx.algorithm = algorithm
+    def forward(ctx, algorithm, adjoint, state, u, delta, A, B, C):
+        ctx.algorithm, ctx.adjoint = algorithm, adjoint
         ctx.save_for_backward(state, u, delta, A, B, C)
         return algorithm(state, u, delta, A, B, C)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_state):
-        wanted = ctx.needs_input_grad[1:]
+        wanted = ctx.needs_input_grad[2:]
+        if ctx.adjoint is not None:
+            grads = ctx.adjoint(*ctx.saved_tensors, grad_y, grad_state)
+            return (None, None, *(grad if needed else None for grad, needed in zip(grads, wanted)))
         inputs = [t.detach().requires_grad_(needed) for t, needed in zip(ctx.saved_tensors, wanted)]
         with torch.enable_grad():
             y, state = ctx.algorithm(*inputs)
         differentiable = [t for t in inputs if t.requires_grad]
         grads = iter(torch.autograd.grad((y, state), differentiable, (grad_y, grad_state), allow_unused=True))
-        return (None, *(next(grads) if needed else None for needed in wanted))
+        return (None, None, *(next(grads) if needed else None for needed in wanted))
 
 
 def _in_row_blocks(scan: Callable, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, compiled, block):
@@ -240,7 +300,7 @@ def selective_scan_torch(
             if use_checkpoint and torch.compiler.is_compiling():  # the compiler traces this one, in one graph
                 y, state = checkpoint(run, *args, use_reentrant=False)
             elif use_checkpoint:
-                y, state = RecomputedChunk.apply(run, *args)
+                y, state = RecomputedChunk.apply(run, scan_steps_backward if sequential else None, *args)
             else:
                 y, state = run(*args)
             outputs.append(y)

@@ -80,6 +80,40 @@ def test_training_keeps_one_graph_node_per_chunk_not_per_step(monkeypatch, seque
     assert "AddcmulBackward0" not in names and "ExpBackward0" not in names  # the scan's own operations
 
 
+@pytest.mark.parametrize("with_grad_state", [True, False])
+def test_adjoint_recurrence_equals_autograd_through_the_step_loop(with_grad_state):
+    """scan_steps_backward gives autograd's gradients of scan_steps for every input, the
+    starting state included (fp64, so only rounding separates them)."""
+    gen = torch.Generator().manual_seed(3)
+    rows, steps, channels, n_state = 3, 11, 5, 4
+    u, B, C = (torch.randn(rows, steps, n, generator=gen, dtype=torch.float64)
+               for n in (channels, n_state, n_state))
+    delta = torch.rand(rows, steps, channels, generator=gen, dtype=torch.float64) * 2
+    A = -torch.rand(channels, n_state, generator=gen, dtype=torch.float64) * 4
+    state = torch.randn(rows, channels, n_state, generator=gen, dtype=torch.float64)
+    grad_y = torch.randn(rows, steps, channels, generator=gen, dtype=torch.float64)
+    grad_state = torch.randn(rows, channels, n_state, generator=gen, dtype=torch.float64) if with_grad_state else None
+    leaves = [t.clone().requires_grad_() for t in (state, u, delta, A, B, C)]
+    y, last = scan_torch.scan_steps(*leaves)
+    expected = torch.autograd.grad((y, last) if with_grad_state else y, leaves,
+                                   (grad_y, grad_state) if with_grad_state else grad_y)
+    actual = scan_torch.scan_steps_backward(state, u, delta, A, B, C, grad_y, grad_state)
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_training_steps_through_the_adjoint_recurrence(monkeypatch):
+    """Under autograd, the CPU step-by-step path differentiates every chunk with
+    scan_steps_backward (gradients against the recurrence: the test below)."""
+    calls = []
+    adjoint = scan_torch.scan_steps_backward
+    monkeypatch.setattr(scan_torch, "SEQUENTIAL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(scan_torch, "scan_steps_backward", lambda *args: calls.append(1) or adjoint(*args))
+    inputs = {k: v.requires_grad_() for k, v in _inputs(2, 64, 4, 3).items()}
+    selective_scan_torch(**inputs, delta_softplus=True, chunk_size=8).sum().backward()
+    assert len(calls) == 8
+
+
 @pytest.mark.parametrize("block_rows", [None, 2])
 def test_step_by_step_path_and_row_blocks_match_recurrence(monkeypatch, block_rows):
     """The CPU step-by-step loop (forced on small states), with and without blocks of rows."""
