@@ -5,8 +5,8 @@ Each measurement runs in a fresh child process (this script with ``--child``), w
 the encoder, mask net and decoder of ``hparams/spmamba-8k-quick.yaml`` (the published 8 kHz
 model), runs one warm-up step (forward through ``spmamba_sb.trio.separate``, train.py's flow,
 and backward of a mean-square loss on a random batch-1 crop of L samples) and then times
-``--steps`` more (the median is reported). It reports that step's wall time and the process's peak resident set (VmHWM: what
-the operating system sees, memory that the allocator holds included).
+``--steps`` more. It reports their median wall time and the process's peak resident set
+(VmHWM: what the operating system sees, memory that the allocator holds included).
 
 * ``recomputed_chunk``: the package's scan (:class:`spmamba_sb.nnet.scan_torch.RecomputedChunk`:
   no autograd state in the forward pass, each chunk recomputed in backward and differentiated
