@@ -74,13 +74,18 @@ def _finish(y, u, D, z, dtype):
     return y.to(dtype).transpose(1, 2)
 
 
+def _step_major(*tensors):
+    """Each [B, c, ...] tensor as a contiguous [c, B, ...] one, so that every step of a loop
+    reads one block of memory (strided steps cost the step loops a copy each)."""
+    return [t.transpose(0, 1).contiguous() for t in tensors]
+
+
 def scan_steps(state, u, delta, A, B, C) -> Tuple[torch.Tensor, torch.Tensor]:
     """Scan one chunk step by step from ``state`` [B, D, N]; inputs sequence-major, fp32,
     length c. Returns the chunk's output [B, c, D] and the state after its last step."""
-    step_delta = delta.transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
-    step_input = (delta * u).transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
-    step_B = B.transpose(0, 1).unsqueeze(2)  # [c, B, 1, N]
-    readout = C.transpose(0, 1).unsqueeze(-1)  # [c, B, N, 1]
+    step_delta, step_input, step_B, readout = _step_major(delta, delta * u, B, C)
+    step_delta, step_input = step_delta.unsqueeze(-1), step_input.unsqueeze(-1)  # [c, B, D, 1]
+    step_B, readout = step_B.unsqueeze(2), readout.unsqueeze(-1)  # [c, B, 1, N], [c, B, N, 1]
     outputs = []
     for t in range(step_delta.shape[0]):
         state = torch.addcmul(step_input[t] * step_B[t], torch.exp(step_delta[t] * A), state)  # [B, D, N]
@@ -112,11 +117,9 @@ def scan_steps_backward(state, u, delta, A, B, C, grad_y, grad_state) -> Tuple[t
     [(1, 4, 3), (1, 5, 4), (1, 5, 4), (4, 3), (1, 5, 3), (1, 5, 3)]
     """
     length = u.shape[1]
-    step_delta = delta.transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
-    step_x = (delta * u).transpose(0, 1)  # [c, B, D]
-    step_B = B.transpose(0, 1).unsqueeze(2)  # [c, B, 1, N]
-    step_C = C.transpose(0, 1).unsqueeze(2)  # [c, B, 1, N]
-    step_grad_y = grad_y.transpose(0, 1).unsqueeze(-1)  # [c, B, D, 1]
+    step_delta, step_x, step_B, step_C, step_grad_y = _step_major(delta, delta * u, B, C, grad_y)
+    step_delta, step_grad_y = step_delta.unsqueeze(-1), step_grad_y.unsqueeze(-1)  # [c, B, D, 1]
+    step_B, step_C = step_B.unsqueeze(2), step_C.unsqueeze(2)  # [c, B, 1, N]
     states, decays = [state], []  # h_(-1), h_0, ..., h_(c-1) and exp(delta_t A)
     for t in range(length):
         decays.append(torch.exp(step_delta[t] * A))
