@@ -33,6 +33,8 @@ import yaml
 from speechbrain.utils import checkpoints as sb_checkpoints
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from spmamba_sb.tensor_files import TensorFileError, load_tensor_file
+
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
@@ -79,14 +81,20 @@ class RandomState:
     """The Python, NumPy and PyTorch (CPU and CUDA) generator states, as a checkpoint recoverable.
 
     Restoring them on resume makes the rest of the run draw the same random numbers (data
-    loader worker seeds, hence training crops) as a run that was never interrupted.
+    loader worker seeds, hence training crops) as a run that was never interrupted. The file
+    holds tensors and plain values only, and is read with ``weights_only=True``
+    (:func:`~spmamba_sb.tensor_files.load_tensor_file`): a file that holds anything else is
+    refused with a :class:`~spmamba_sb.tensor_files.TensorFileError` naming it, and nothing
+    of it runs.
     """
 
     @sb_checkpoints.mark_as_saver
     def _save(self, path):
+        name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
         state = {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "python": random.getstate(),  # (version, 625 ints, a float or None)
+            "numpy": {"bit_generator": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -94,12 +102,18 @@ class RandomState:
 
     @sb_checkpoints.mark_as_loader
     def _recover(self, path, end_of_epoch=True, device=None):
-        state = torch.load(path, weights_only=False)
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        state = load_tensor_file(str(path))
+        try:
+            numpy_state = state["numpy"]
+            random.setstate(state["python"])
+            np.random.set_state((numpy_state["bit_generator"], numpy_state["keys"].numpy().astype(np.uint32),
+                                 numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+            torch.set_rng_state(state["torch"])
+            cuda_states = state["cuda"]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise TensorFileError(f"{path}: not the random generator states this program saves ({error!r})") from error
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
 
 
 @sb_checkpoints.register_checkpoint_hooks

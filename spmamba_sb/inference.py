@@ -2,18 +2,21 @@
 
 A model folder holds ``hyperparams.yaml`` (the trio, ``sample_rate``, ``num_spks`` and a
 ``pretrainer``) and ``encoder.ckpt``, ``masknet.ckpt``, ``decoder.ckpt``
-(:mod:`spmamba_sb.export` writes one). It loads with :class:`SPMambaSeparation` and,
-unchanged, with SpeechBrain's ``SepformerSeparation``.
+(:mod:`spmamba_sb.export` writes one). It loads with :class:`SPMambaSeparation`, which first
+checks that ``hyperparams.yaml`` builds only allow-listed classes (:mod:`spmamba_sb.model_trust`),
+and, unchanged, with SpeechBrain's ``SepformerSeparation``, which builds whatever the file names.
 """
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import soundfile as sf
 import torch
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.fetching import fetch
 
 from spmamba_sb.chunking import chunk_lengths, separate_in_chunks
 from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio, resample
+from spmamba_sb.model_trust import check_model_yaml
 from spmamba_sb.trio import separate
 
 #: Choices of ``output_rate``: the model's sample rate, or the input file's.
@@ -48,6 +51,49 @@ class SPMambaSeparation(Pretrained):
 
     MODULES_NEEDED = ["encoder", "masknet", "decoder"]
     HPARAMS_NEEDED = ["sample_rate", "num_spks"]
+
+    @classmethod
+    def from_hparams(cls, source: str, hparams_file: str = "hyperparams.yaml", *, trust_code: bool = False,
+                     **kwargs: Any) -> "SPMambaSeparation":
+        """Load a model folder, after checking that its ``hyperparams.yaml`` builds only
+        allow-listed classes (see :func:`~spmamba_sb.model_trust.check_model_yaml`).
+
+        Arguments
+        ---------
+        source : str
+            The model folder (or any source SpeechBrain's ``fetch`` takes).
+        hparams_file : str
+            The hyperparameter file in ``source``.
+        trust_code : bool
+            Skip the check and build whatever the file names (run its code): only for a
+            folder you trust, as SpeechBrain's own ``from_hparams`` always does.
+        **kwargs
+            ``savedir``, ``run_opts``, ... as SpeechBrain's ``Pretrained.from_hparams``.
+
+        Returns
+        -------
+        SPMambaSeparation
+            The loaded separator.
+
+        Raises
+        ------
+        spmamba_sb.model_trust.UntrustedModelError
+            If ``trust_code`` is off and the file names code outside the allow-list; nothing
+            was built.
+
+        Example
+        -------
+        >>> folder = getfixture("tmp_path")
+        >>> _ = (folder / "hyperparams.yaml").write_text("pwn: !new:subprocess.Popen [[touch, marker]]\\n")
+        >>> SPMambaSeparation.from_hparams(source=str(folder))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+          ...
+        spmamba_sb.model_trust.UntrustedModelError: .../hyperparams.yaml line 1: !new:subprocess.Popen is not ...
+        """
+        if not trust_code:
+            fetch_options = {key: kwargs[key] for key in ("savedir", "local_strategy", "fetch_config") if key in kwargs}
+            check_model_yaml(str(fetch(filename=hparams_file, source=source, save_filename=None, **fetch_options)))
+        return super().from_hparams(source, hparams_file, **kwargs)
 
     def separate_batch(self, mix: torch.Tensor) -> torch.Tensor:
         """Separate a batch of mixtures at the model's rate: [B, L] -> [B, L, S]."""

@@ -17,6 +17,7 @@ import torch
 from spmamba_sb.models.reference_keywords import reference_keyword, to_our_keywords
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.nnet.sequence import BLSTM
+from spmamba_sb.tensor_files import load_tensor_file
 
 LIGHTNING_PREFIX = "audio_model."
 _SLOTS = {"0": "conv", "1": "act", "2": "norm"}
@@ -54,6 +55,16 @@ def read_reference_checkpoint(obj: Union[str, os.PathLike, Mapping[str, Any]]) -
     dict
         Reference key -> tensor, without the Lightning prefix.
 
+    Raises
+    ------
+    FileNotFoundError
+        If the path is not a file.
+    spmamba_sb.tensor_files.TensorFileError
+        If the file is empty, not a PyTorch checkpoint, or a pickle of anything but tensors and
+        plain values (refused unread, see :func:`~spmamba_sb.tensor_files.load_tensor_file`).
+    TypeError
+        If it holds no mapping.
+
     Example
     -------
     >>> read_reference_checkpoint({"state_dict": {"audio_model.deconv.bias": torch.zeros(4)}})
@@ -62,7 +73,7 @@ def read_reference_checkpoint(obj: Union[str, os.PathLike, Mapping[str, Any]]) -
     if isinstance(obj, (str, os.PathLike)):
         if not os.path.isfile(obj):
             raise FileNotFoundError(f"no checkpoint file at {os.fspath(obj)!r}")
-        obj = torch.load(obj, map_location="cpu", weights_only=True)
+        obj = load_tensor_file(os.fspath(obj))
     if not isinstance(obj, Mapping):
         raise TypeError(f"expected a state dict, a checkpoint dict or a path, got {type(obj).__name__}")
     state = obj.get("state_dict", obj)

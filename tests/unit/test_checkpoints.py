@@ -2,31 +2,66 @@
 
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from spmamba_sb.checkpoints import Checkpointer, RandomState, TrainingClock
+from spmamba_sb.tensor_files import TensorFileError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _draws():
-    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+    return (random.random(), random.gauss(0, 1), float(np.random.rand()), float(np.random.standard_normal()),
+            torch.rand(3).tolist())
 
 
 def test_random_state_resumes_the_same_random_numbers(tmp_path):
     checkpointer = Checkpointer(tmp_path, {"random_state": RandomState()})
     torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    random.gauss(0, 1), np.random.standard_normal()  # each generator now holds a cached Gaussian
     checkpointer.save_checkpoint()
     expected = _draws()
     torch.manual_seed(99), np.random.seed(99), random.seed(99)
     assert Checkpointer(tmp_path, {"random_state": RandomState()}).recover_if_possible() is not None
     assert _draws() == expected
+
+
+def test_random_state_file_holds_tensors_and_plain_values_only(tmp_path):
+    checkpoint = Checkpointer(tmp_path, {"random_state": RandomState()}).save_checkpoint()
+    state = torch.load(checkpoint.path / "random_state.ckpt", weights_only=True)
+    assert sorted(state) == ["cuda", "numpy", "python", "torch"]
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_planted_random_state_is_refused_unread(tmp_path):
+    checkpoint = Checkpointer(tmp_path / "save", {"random_state": RandomState()}).save_checkpoint()
+    planted, marker = checkpoint.path / "random_state.ckpt", tmp_path / "marker"
+    torch.save({"python": random.getstate(), "payload": _Payload(marker)}, planted)
+    with pytest.raises(TensorFileError) as refused:
+        Checkpointer(tmp_path / "save", {"random_state": RandomState()}).recover_if_possible()
+    assert str(refused.value) == (f"{planted}: not a checkpoint of tensors and plain values "
+                                  f"(refused to unpickle posix.system)")
+    assert not marker.exists()
+    torch.save({"python": random.getstate()}, planted)  # loads, but is not what RandomState saves
+    with pytest.raises(TensorFileError, match=f"^{re.escape(str(planted))}: not the random generator states"):
+        Checkpointer(tmp_path / "save", {"random_state": RandomState()}).recover_if_possible()
 
 
 def test_training_clock_counts_running_stages_only(tmp_path):
