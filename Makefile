@@ -29,7 +29,7 @@ $(VENV)/.installed: setup.py
 demo: $(VENV)/.installed
 	$(BIN)/spmamba-prepare-demo --out $(DEMO_DATA) --hours-train 0.1 --hours-valid 0.02 --hours-test 0.02
 	$(PY) train.py hparams/spmamba.yaml --data_folder $(DEMO_DATA) $(DEMO_OVERRIDES)
-	$(BIN)/spmamba-export results/demo/1234 --out results/demo/model
+	$(BIN)/spmamba-export results/demo/1234 --out results/demo/model --overwrite
 	$(BIN)/spmamba-separate $(DEMO_DATA)/test/mix/test_000000.wav --model results/demo/model \
 		--out results/demo/separated --overwrite
 	@echo "Demo done: results/demo/1234/test_results.csv, results/demo/1234/test_plots/, results/demo/separated/"

@@ -9,27 +9,143 @@ DIR holds train.csv, valid.csv and test.csv in SpeechBrain's separation format. 
 (:mod:`spmamba_sb.data.dynamic_mixing`). Run the same command again to resume from the last
 checkpoint; once training has finished it re-runs only the test. Multi-GPU:
 ``torchrun --nproc_per_node=N train.py ...``.
+
+Before training, the settings are checked (a missing hparams file, a key the file does not have,
+a number out of range: one line, exit status 2) and so is the data: every row's files exist and
+have the expected sample rate, and the validation and test files are read whole (no empty file,
+no NaN or Inf sample). Bad data, found then or later in a training row, ends with one line
+naming the CSV, the row and the file (exit status 1); Ctrl-C with ``train.py: interrupted``
+(exit status 130). Any other error is a bug and keeps its traceback.
 """
 
+import difflib
+import math
+import os
 import sys
+from typing import NoReturn
 
+import ruamel.yaml
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.sampler import ReproducibleRandomSampler
 
 from spmamba_sb.brain import SeparationBrain
+from spmamba_sb.console import command, disk_error_message, error_line
 from spmamba_sb.data.dynamic_mixing import DynamicMixingDataset, DynamicMixingSampler, SourcePool
 from spmamba_sb.data.pipelines import check_rows, separation_datasets
 
+PROG = "train.py"
+USAGE_ERROR = 2  # argparse's status for a bad command line; also a bad setting
+DATA_ERROR = 1
 UNSUPPORTED_FLAGS = ("use_wham_noise",)
+# Numeric settings checked before anything runs: key -> (integers only, least value). Those in
+# NULLABLE_SETTINGS may also be null.
+SETTING_RANGES = {
+    "batch_size": (True, 1), "N_epochs": (True, 1), "num_spks": (True, 1), "sample_rate": (True, 1),
+    "training_signal_len": (True, 1), "train_epoch_size": (True, 1), "num_test_plots": (True, 0),
+    "nonfinite_patience": (True, 0), "lr": (False, 0), "ckpt_interval_minutes": (False, 0),
+    "max_train_minutes": (False, 0),
+}
+NULLABLE_SETTINGS = ("train_epoch_size", "max_train_minutes")
+
+
+def fail(message: str, status: int) -> NoReturn:
+    """End with one line ``train.py: error: <message>`` on stderr and exit status ``status``."""
+    error_line(PROG, message)
+    raise SystemExit(status)
+
+
+def load_hparams(hparams_file: str, overrides: str) -> dict:
+    """The hparams file with the command line's overrides, its objects built once the settings
+    are checked. A missing file, an override the file has no key for, bad YAML, a setting out of
+    range (see :func:`check_settings`) or a value an object of the file refuses ends with one
+    line and status 2; nothing has been built or written then."""
+    if not os.path.isfile(hparams_file):
+        close = closest_hparams_files(hparams_file)
+        fail(f"no hparams file {hparams_file!r}" + (f"; did you mean {' or '.join(close)}?" if close else ""),
+             USAGE_ERROR)
+    yaml = ruamel.yaml.YAML()  # the parser hyperpyyaml uses; tags are kept, nothing is built
+    try:
+        with open(hparams_file, encoding="utf-8") as handle:
+            keys = [str(key) for key in (yaml.load(handle) or {}) if not str(key).startswith("__")]
+        for key in (yaml.load(overrides) if overrides else None) or {}:
+            if key not in keys:
+                close = difflib.get_close_matches(str(key), keys)
+                hint = f"; did you mean {' or '.join('--' + name for name in close)}?" if close else ""
+                fail(f"--{key}: {hparams_file} has no such key{hint}", USAGE_ERROR)
+        with open(hparams_file, encoding="utf-8") as handle:
+            check_settings(yaml.load(resolve_references(handle, overrides)), hparams_file)
+        with open(hparams_file, encoding="utf-8") as handle:
+            return load_hyperpyyaml(handle, overrides)
+    except ruamel.yaml.YAMLError as error:
+        fail(f"bad YAML in {hparams_file} or its overrides: {' '.join(str(error).split())}", USAGE_ERROR)
+    except ValueError as error:  # a !PLACEHOLDER left unset, or a value an object of the file refuses
+        fail(f"{hparams_file}: {error}", USAGE_ERROR)
+
+
+def closest_hparams_files(path: str) -> list:
+    """The YAML files beside a missing ``path`` whose names are closest to its name."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder or "."):
+        return []
+    names = [name for name in os.listdir(folder or ".") if name.endswith((".yaml", ".yml"))]
+    return [os.path.join(folder, name) for name in difflib.get_close_matches(os.path.basename(path), names)]
+
+
+def check_settings(settings: dict, hparams_file: str) -> None:
+    """End with one line naming the key and value (status 2) at the first numeric setting out of
+    range (``SETTING_RANGES``), or a flag this script does not read.
+
+    Arguments
+    ---------
+    settings : dict
+        The hparams with references and overrides resolved, before any object is built.
+    hparams_file : str
+        Its file, for the messages.
+    """
+    for key, (integers_only, least) in SETTING_RANGES.items():
+        if key not in settings or (settings[key] is None and key in NULLABLE_SETTINGS):
+            continue
+        value = settings[key]
+        kinds = (int,) if integers_only else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value >= least or not math.isfinite(value):
+            kind = "a whole number" if integers_only else "a number"
+            nullable = " (or null)" if key in NULLABLE_SETTINGS else ""
+            fail(f"{key}={value!r} must be {kind} >= {least}{nullable}", USAGE_ERROR)
+    enabled = [flag for flag in UNSUPPORTED_FLAGS if settings.get(flag)]
+    if enabled:
+        fail(f"{hparams_file}: {enabled} are read by SpeechBrain's stock recipes only; set them False here",
+             USAGE_ERROR)
+    if settings.get("dynamic_mixing") and not settings.get("limit_training_signal_len"):
+        fail("dynamic_mixing needs limit_training_signal_len: True (mixtures of training_signal_len samples)",
+             USAGE_ERROR)
+
+
+def is_user_error(error: Exception) -> bool:
+    """Whether an error is a message for the user (a missing file, or an error of this package's
+    own classes, raised for bad data) rather than a bug, which keeps its traceback."""
+    return isinstance(error, FileNotFoundError) or any(
+        klass.__module__ == "spmamba_sb" or klass.__module__.startswith("spmamba_sb.")
+        for klass in type(error).__mro__
+    )
+
+
+def one_line(error: Exception) -> str:
+    """An error's message on one line. An error raised in a DataLoader worker is raised again
+    in this process with the worker's traceback as its message, whose last line is the original
+    ``<class>: <message>``."""
+    if isinstance(error, OSError) and error.filename:
+        return disk_error_message(error)
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    lines = str(error).strip().splitlines() or [name]
+    return lines[-1].removeprefix(f"{name}: ")
 
 
 def dynamic_mixing_data(hparams):
     """The training set and its sampler under ``dynamic_mixing``: new mixtures of train.csv's
     sources, ``train_epoch_size`` of them per epoch (default: as many as train.csv has rows)."""
-    if not hparams["limit_training_signal_len"]:
-        raise SystemExit("dynamic_mixing needs limit_training_signal_len: True (mixtures of training_signal_len samples)")
     csv_path, root = hparams["train_data"], hparams["data_folder"]
     skip = check_rows(csv_path, hparams["num_spks"], hparams["sample_rate"], root, hparams["missing_audio"])
     pool = SourcePool.from_csv(csv_path, hparams["num_spks"], root, skip_ids=skip)
@@ -39,13 +155,22 @@ def dynamic_mixing_data(hparams):
     return dataset, DynamicMixingSampler(epoch_size)
 
 
+@command(PROG)
 def main(argv):
+    """Train and test; a bad setting or bad data ends with one line (status 2 or 1), Ctrl-C with
+    status 130."""
+    try:
+        train(argv)
+    except Exception as error:  # a bug (not is_user_error) keeps its traceback
+        if not is_user_error(error):
+            raise
+        fail(one_line(error), DATA_ERROR)
+
+
+def train(argv):
+    """Check the settings and the data, train, then test."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle, overrides)
-    enabled = [flag for flag in UNSUPPORTED_FLAGS if hparams.get(flag)]
-    if enabled:
-        raise SystemExit(f"{hparams_file}: {enabled} are read by SpeechBrain's stock recipes only; set them False here")
+    hparams = load_hparams(hparams_file, overrides)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -61,6 +186,7 @@ def main(argv):
         else hparams["training_signal_len"],
         data_root=hparams["data_folder"],
         missing_audio=hparams["missing_audio"],
+        check_samples=[hparams["valid_data"], hparams["test_data"]],
     )
     train_loader_kwargs = dict(hparams["dataloader_opts"])
     if dynamic_mixing:

@@ -8,14 +8,18 @@ import sys
 import tempfile
 import textwrap
 import time
-from typing import List, Optional, Set
+from typing import List, NoReturn, Optional, Set
 
 from tqdm import tqdm
 
-from spmamba_sb.data.audio_io import write_audio_atomic
+from spmamba_sb.console import command, disk_error_message
+from spmamba_sb.data.audio_io import OutputExistsError, atomic_outputs, check_outputs, check_writable, write_audio
 from spmamba_sb.export import MODEL_FILES, export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
-from spmamba_sb.scoring import optional_metrics, read_scoring_set, score_utterance, write_report
+from spmamba_sb.model_trust import UntrustedModelError
+from spmamba_sb.scoring import (REPORT_FILES, ScoringError, optional_metrics, read_scoring_set, score_utterance,
+                                write_report)
+from spmamba_sb.tensor_files import TensorFileError
 
 
 def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
@@ -47,12 +51,18 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     return bool(mallopt(mmap_threshold, limit_bytes)) and bool(mallopt(trim_threshold, limit_bytes))
 
 
+@command("spmamba-export")
 def export_main(argv: Optional[List[str]] = None) -> None:
     """Write a model folder: from a training experiment's best checkpoint, or from a checkpoint of
-    the reference implementation (--reference)."""
+    the reference implementation (--reference).
+
+    The folder's four files are written all or none. Those of an existing model folder are
+    replaced only with --overwrite, and a file that is read (the experiment's hyperparams.yaml and
+    checkpoint, the --reference checkpoint, its --config) never."""
     parser = argparse.ArgumentParser(prog="spmamba-export", description=export_main.__doc__)
     parser.add_argument("experiment", nargs="?", help="output_folder of a train.py run (holds hyperparams.yaml and save/)")
     parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of a model folder there")
     parser.add_argument("--checkpoint", help="a CKPT+... folder of the experiment (default: best validation SI-SNR)")
     parser.add_argument("--reference", metavar="CKPT",
                         help="a reference checkpoint instead of an experiment: state dict, release or Lightning file")
@@ -67,23 +77,28 @@ def export_main(argv: Optional[List[str]] = None) -> None:
         parser.error("--checkpoint goes with an experiment folder")
     try:
         if args.reference is None:
-            source = export_model(args.experiment, args.out, args.checkpoint)
+            source = export_model(args.experiment, args.out, args.checkpoint, args.overwrite)
         else:
-            print(f"settings: {export_reference(args.reference, args.out, args.config)}")
+            print(f"settings: {export_reference(args.reference, args.out, args.config, args.overwrite)}")
             source = args.reference
-    except (FileNotFoundError, ValueError) as error:
-        print(f"spmamba-export: error: {error}", file=sys.stderr)
-        raise SystemExit(1)
+    except OutputExistsError as error:
+        _exit_with_error(f"{error} (use --overwrite to replace it)", parser.prog)
+    except ValueError as error:  # includes a file to write that is one of the inputs
+        _exit_with_error(str(error), parser.prog)
+    except OSError as error:  # a missing input; a full or read-only disk
+        _exit_with_error(_describe(error), parser.prog)
     print(f"exported {source} to {args.out}")
 
 
+@command("spmamba-separate")
 def separate_main(argv: Optional[List[str]] = None) -> None:
     """Separate audio files with an exported model; writes one float wav per source.
 
     A file that cannot be separated (unreadable, empty, too short, NaN samples, outputs that
-    exist already) gets one "spmamba-separate: error: <file>: <problem>" line on stderr and the
-    other files go on; the exit status is then 1. A bad --model or --out exits with status 1,
-    bad chunk settings with 2.
+    exist already, a full disk) gets one "spmamba-separate: error: <file>: <problem>" line on
+    stderr and the other files go on; the exit status is then 1. A file's outputs are written all
+    or none. A bad --model or --out, or an output that would replace one of the inputs (even with
+    --overwrite), exits with status 1 before any file is separated; bad chunk settings with 2.
 
     Each separated file prints "<file>: <duration> s separated into <S> sources in <time> s
     (<time / duration>x real time)" on stdout. A file that goes in more than one chunk shows a
@@ -102,17 +117,17 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     separator, _ = _separator(parser, args)
-    try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as error:
-        _print_error(f"--out {args.out}: cannot create the folder ({error.strerror or error})")
-        raise SystemExit(1)
     num_spks = separator.hparams.num_spks
-    written: Set[str] = set()  # outputs of this run, which a later input must not replace
-    failures = 0
+    planned = []  # (input, its outputs)
     for path in args.inputs:
         name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-        outputs = [os.path.join(args.out, f"{name}_s{index + 1}.wav") for index in range(num_spks)]
+        planned.append((path, [os.path.join(args.out, f"{name}_s{index + 1}.wav") for index in range(num_spks)]))
+    _refuse_inputs_as_outputs([output for _, outputs in planned for output in outputs],
+                              [*args.inputs, *_model_files(args.model)], parser.prog)
+    _prepare_out(args.out, parser.prog)
+    written: Set[str] = set()  # outputs of this run, which a later input must not replace
+    failures = 0
+    for path, outputs in planned:
         start = time.perf_counter()
         try:
             _check_outputs(path, outputs, written, args.overwrite)
@@ -120,10 +135,12 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
                 path, args.chunk_seconds, args.overlap_seconds, progress=not args.quiet, output_rate=args.output_rate,
             )[0]
             rate = separator.output_sample_rate(path, args.output_rate)
-            for output, source in zip(outputs, sources.T.contiguous()):  # source: [L]
-                write_audio_atomic(output, source.numpy(), rate)
+            with atomic_outputs(outputs) as partials:
+                for partial, source in zip(partials, sources.T.contiguous()):  # source: [L]
+                    write_audio(partial, source.numpy(), rate)
         except (AudioInputError, OSError) as error:  # this file's problem: report it, go on with the next
-            _print_error(str(error))
+            system_error = isinstance(error, OSError) and error.errno is not None  # names the output, not the input
+            _print_error(f"{path}: {_describe(error)}" if system_error else str(error))
             failures += 1
             continue
         written.update(outputs)
@@ -134,20 +151,26 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
         raise SystemExit(1)
 
 
+@command("spmamba-evaluate")
 def evaluate_main(argv: Optional[List[str]] = None) -> None:
     """Score an exported model on mixtures with references: SI-SNR(i), SDR(i), SIR, SAR (+ STOI, PESQ).
 
     Writes <out>/scores.csv (one row per utterance, then "mean"), <out>/summary.json and
-    <out>/si_snri.png, then one line on stdout with the means. An utterance that cannot be
-    scored gets one "spmamba-evaluate: error: <ID>: <file>: <problem>" line on stderr and the others
-    go on; the exit status is then 1. A bad --model, data set or --out exits with status 1, bad
-    chunk settings with 2. A tqdm bar over the utterances goes to stderr (--quiet turns it off).
+    <out>/si_snri.png, all or none, then one line on stdout with the means. Existing ones are
+    replaced only with --overwrite, and never a file that is read (the data, the model). A CSV
+    row that cannot be read gets one "spmamba-evaluate: error: <csv>: line <n>: <problem>" line,
+    an utterance that cannot be scored (a file that cannot be read, a silent reference, two
+    identical references) one "spmamba-evaluate: error: <ID>: <file>: <problem>" line on stderr,
+    and the others go on; the exit status is then 1. A bad --model, data set or --out exits with
+    status 1 before any scoring, bad chunk settings with 2. A tqdm bar over the utterances goes to
+    stderr (--quiet turns it off).
     """
     parser = argparse.ArgumentParser(prog="spmamba-evaluate", description=evaluate_main.__doc__)
     parser.add_argument("data", help="separation CSV (ID, mix_wav, s1_wav, ...) or folder with mix/, s1/, s2/, ...")
     parser.add_argument("--model", required=True,
                         help="model folder (from spmamba-export), or a checkpoint of the reference implementation")
     parser.add_argument("--out", required=True, help="output folder for scores.csv, summary.json, si_snri.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace a report that exists already")
     parser.add_argument("--data-root", help="replaces $data_root in the CSV's paths")
     _add_separation_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -158,41 +181,49 @@ def evaluate_main(argv: Optional[List[str]] = None) -> None:
         _print_error(message, parser.prog)
 
     try:
-        utterances = read_scoring_set(args.data, separator.hparams.num_spks, args.data_root)
+        utterances, malformed = read_scoring_set(args.data, separator.hparams.num_spks, args.data_root)
     except (FileNotFoundError, ValueError) as error:
-        fail(str(error))
-        raise SystemExit(1)
+        _exit_with_error(str(error), parser.prog)
+    outputs = [os.path.join(args.out, name) for name in REPORT_FILES]
+    audio = [path for utterance in utterances for path in (utterance.mix, *utterance.sources)]
+    _refuse_inputs_as_outputs(outputs, [args.data, *_model_files(args.model), *audio], parser.prog)
     try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as error:
-        fail(f"--out {args.out}: cannot create the folder ({error.strerror or error})")
-        raise SystemExit(1)
+        check_outputs(outputs, overwrite=args.overwrite)
+    except OutputExistsError as error:
+        _exit_with_error(f"{error} (use --overwrite to replace it)", parser.prog)
+    _prepare_out(args.out, parser.prog)
+    for message in malformed:
+        fail(message)
     extra_metrics = optional_metrics()
     rows = []
     for utterance in tqdm(utterances, desc="scoring", unit="utt", disable=args.quiet, file=sys.stderr):
         try:
             rows.append(score_utterance(separator, utterance, args.chunk_seconds, args.overlap_seconds, extra_metrics))
-        except (AudioInputError, OSError) as error:  # this utterance's problem: report it, go on
-            fail(f"{utterance.id}: {error}")
+        except (AudioInputError, ScoringError, OSError) as error:  # this utterance's problem: report it, go on
+            fail(f"{utterance.id}: {_describe(error)}")
+    total = len(utterances) + len(malformed)
     if not rows:
-        fail(f"{args.data}: no utterance could be scored")
-        raise SystemExit(1)
+        _exit_with_error(f"{args.data}: no utterance could be scored", parser.prog)
     settings = {"sample_rate": separator.hparams.sample_rate, "num_spks": separator.hparams.num_spks,
                 "chunk_seconds": args.chunk_seconds, "overlap_seconds": args.overlap_seconds, "device": device,
                 "data_root": args.data_root, "metrics": list(rows[0])[1:]}
-    details = {"model": args.model, "data": args.data, "failed": len(utterances) - len(rows), "settings": settings}
+    details = {"model": args.model, "data": args.data, "failed": total - len(rows), "settings": settings}
     means = write_report(args.out, rows, details)
-    print(f"{len(rows)} of {len(utterances)} utterances scored: "
+    print(f"{len(rows)} of {total} utterances scored: "
           + ", ".join(f"{name} {value:.2f}" for name, value in means.items()) + f" (in {args.out})")
-    if len(rows) < len(utterances):
+    if len(rows) < total:
         raise SystemExit(1)
 
 
 def _add_separation_options(parser: argparse.ArgumentParser) -> None:
-    """``--chunk-seconds``, ``--overlap-seconds`` and ``--device``, shared by the commands that separate."""
+    """``--chunk-seconds``, ``--overlap-seconds``, ``--device`` and ``--trust-model-code``, shared by
+    the commands that separate."""
     parser.add_argument("--chunk-seconds", type=float, default=8.0, help="longer files go in chunks")
     parser.add_argument("--overlap-seconds", type=float, default=2.0, help="overlap of consecutive chunks")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--trust-model-code", action="store_true",
+                        help="build whatever the model folder's hyperparams.yaml names, running its code (by "
+                             "default only an allow-list of this package's, SpeechBrain's and torch.nn's classes)")
 
 
 def _separator(parser: argparse.ArgumentParser, args: argparse.Namespace):
@@ -204,7 +235,7 @@ def _separator(parser: argparse.ArgumentParser, args: argparse.Namespace):
     device = "cuda:0" if args.device == "cuda" else args.device  # SpeechBrain wants an index
     if device == "cpu":
         keep_freed_memory()
-    separator = _load_separator(args.model, device, parser.prog)
+    separator = _load_separator(args.model, device, parser.prog, args.trust_model_code)
     try:
         separator.chunk_lengths(args.chunk_seconds, args.overlap_seconds)
     except ValueError as error:
@@ -217,19 +248,24 @@ def _print_error(message: str, prog: str = "spmamba-separate") -> None:
     tqdm.write(f"{prog}: error: {message}", file=sys.stderr)
 
 
-def _load_separator(model: str, device: str, prog: str = "spmamba-separate") -> SPMambaSeparation:
-    """Load a model folder, or a reference checkpoint file (converted as ``spmamba-export
-    --reference`` does, without a config), or exit with status 1 and one line (from ``prog``)
-    saying what is wrong with it."""
+def _load_separator(model: str, device: str, prog: str = "spmamba-separate",
+                    trust_code: bool = False) -> SPMambaSeparation:
+    """Load a model folder (its ``hyperparams.yaml`` checked against the allow-list unless
+    ``trust_code``), or a reference checkpoint file (converted as ``spmamba-export --reference``
+    does, without a config), or exit with status 1 and one line (from ``prog``) saying what is
+    wrong with it."""
     if os.path.isfile(model):
         with tempfile.TemporaryDirectory() as folder:
             try:
                 summary = export_reference(model, folder)
+            except TensorFileError as error:  # names the file already
+                _print_error(str(error), prog)
+                raise SystemExit(1)
             except (FileNotFoundError, ValueError) as error:
                 _print_error(f"--model {model}: {error}", prog)
                 raise SystemExit(1)
             print(f"{model}: reference checkpoint, {summary}", file=sys.stderr)
-            return _load_separator(folder, device, prog)
+            return _load_separator(folder, device, prog, trust_code)
     if not os.path.isdir(model):
         _print_error(f"--model {model}: no such folder", prog)
         raise SystemExit(1)
@@ -238,7 +274,11 @@ def _load_separator(model: str, device: str, prog: str = "spmamba-separate") -> 
         _print_error(f"--model {model}: not a model folder (no {', '.join(missing)})", prog)
         raise SystemExit(1)
     try:
-        return SPMambaSeparation.from_hparams(source=model, savedir=model, run_opts={"device": device})
+        return SPMambaSeparation.from_hparams(source=model, savedir=model, run_opts={"device": device},
+                                              trust_code=trust_code)
+    except UntrustedModelError as error:  # names the file, the line and the tag; nothing was built
+        _print_error(str(error), prog)
+        raise SystemExit(1)
     except Exception as error:  # a damaged folder fails in YAML, torch.load or load_state_dict, each its own way
         reason = textwrap.shorten(str(error), width=300, placeholder=" ...")  # one line
         _print_error(f"--model {model}: cannot load it on device {device} ({reason})", prog)
@@ -246,10 +286,54 @@ def _load_separator(model: str, device: str, prog: str = "spmamba-separate") -> 
 
 
 def _check_outputs(path: str, outputs: List[str], written: Set[str], overwrite: bool) -> None:
-    """Raise ``FileExistsError`` if ``path``'s outputs were written earlier in this run, or
-    exist and ``overwrite`` is off."""
-    for output in outputs:
-        if output in written:
-            raise FileExistsError(f"{path}: {output} was written for an earlier input of this run")
-        if not overwrite and os.path.lexists(output):
-            raise FileExistsError(f"{path}: {output} exists already (use --overwrite to replace it)")
+    """Raise ``FileExistsError`` naming ``path`` if its outputs were written earlier in this run,
+    or exist and ``overwrite`` is off."""
+    earlier = [output for output in outputs if output in written]
+    if earlier:
+        raise FileExistsError(f"{path}: {earlier[0]} was written for an earlier input of this run")
+    try:
+        check_outputs(outputs, overwrite=overwrite)
+    except OutputExistsError as error:
+        raise FileExistsError(f"{path}: {error} (use --overwrite to replace it)") from None
+
+
+def _refuse_inputs_as_outputs(outputs: List[str], inputs: List[str], prog: str) -> None:
+    """Exit with status 1 and one line if one of ``outputs`` is one of ``inputs`` (whatever ``--overwrite``)."""
+    try:
+        check_outputs(outputs, inputs, overwrite=True)  # overwrite: only the inputs are checked here
+    except ValueError as error:
+        _exit_with_error(f"{error} (choose another --out)", prog)
+
+
+def _model_files(model: str) -> List[str]:
+    """The files ``--model`` names: a checkpoint file, or a model folder and the files in it."""
+    if not os.path.isdir(model):
+        return [model]
+    return [model] + [os.path.join(model, name) for name in sorted(os.listdir(model))]
+
+
+def _prepare_out(out: str, prog: str) -> None:
+    """Create the folder ``out`` if needed and check that files can be written there, or exit
+    with status 1 and one line: before the long work, not after it."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        _exit_with_error(f"--out {out}: cannot create the folder ({error.strerror or error})", prog)
+    try:
+        check_writable(out)
+    except OSError as error:
+        _exit_with_error(f"--out {out}: cannot write there: {disk_error_message(OSError(error.errno, error.strerror))}",
+                         prog)
+
+
+def _describe(error: Exception) -> str:
+    """An error's message; for a system error (an ``OSError`` with an errno) ``"<file>: <reason>"``."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return disk_error_message(error)
+    return str(error)
+
+
+def _exit_with_error(message: str, prog: str) -> NoReturn:
+    """One error line from ``prog``, then exit with status 1."""
+    _print_error(message, prog)
+    raise SystemExit(1)

@@ -7,11 +7,11 @@ SpeechBrain's ``SepformerSeparation``.
 
 import functools
 import inspect
+import io
 import logging
 import os
 import pydoc
-import shutil
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import ruamel.yaml
 import torch
@@ -19,6 +19,7 @@ import yaml
 from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 
+from spmamba_sb.data.audio_io import atomic_outputs, check_outputs, write_file
 from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models.reference_weights import load_reference_weights, read_reference_checkpoint, reference_settings
 from spmamba_sb.nnet.stft import STFT_SETTINGS
@@ -141,6 +142,9 @@ def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, mask
                        save_weights: bool = False) -> None:
     """Write a model folder's ``hyperparams.yaml`` for a trio (and its weights if asked).
 
+    The files are written all or none (:func:`~spmamba_sb.data.audio_io.atomic_outputs`); existing
+    ones are replaced. :func:`export_model` and :func:`export_reference` check first.
+
     Arguments
     ---------
     out_folder : str
@@ -154,6 +158,11 @@ def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, mask
     save_weights : bool
         Also write the three ``.ckpt`` files from these modules.
 
+    Raises
+    ------
+    ValueError
+        If the mask net's configuration cannot be written (see :func:`yaml_arguments`); nothing is written.
+
     Example
     -------
     >>> from spmamba_sb.nnet.bmamba import BMamba
@@ -164,15 +173,29 @@ def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, mask
     >>> sorted(os.listdir(folder))
     ['decoder.ckpt', 'encoder.ckpt', 'hyperparams.yaml', 'masknet.ckpt']
     """
-    os.makedirs(out_folder, exist_ok=True)
     stft = dict(n_fft=encoder.n_fft, hop_length=encoder.hop_length, win_length=encoder.win_length,
                 window=encoder.window_name)
-    with open(os.path.join(out_folder, "hyperparams.yaml"), "w", encoding="utf-8") as handle:
-        handle.write(model_yaml(sample_rate, stft, masknet.config))
+    contents: Dict[str, Union[str, bytes]] = {"hyperparams.yaml": model_yaml(sample_rate, stft, masknet.config)}
     if save_weights:  # the encoder and decoder have no parameters
         states = {"encoder.ckpt": encoder.state_dict(), "masknet.ckpt": masknet.state_dict(), "decoder.ckpt": {}}
         for name, state in states.items():
-            torch.save(state, os.path.join(out_folder, name))
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            contents[name] = buffer.getvalue()
+    _write_files(out_folder, contents)
+
+
+def _write_files(out_folder: str, contents: Mapping[str, Union[str, bytes]]) -> None:
+    """Write ``contents`` (file name -> text or bytes) into ``out_folder`` (created if needed), all or none."""
+    os.makedirs(out_folder, exist_ok=True)
+    with atomic_outputs([os.path.join(out_folder, name) for name in contents]) as partials:
+        for partial, content in zip(partials, contents.values()):
+            write_file(partial, content)
+
+
+def _model_folder_files(out_folder: str) -> List[str]:
+    """The files a model folder export writes in ``out_folder``."""
+    return [os.path.join(out_folder, name) for name in ("hyperparams.yaml",) + MODEL_FILES]
 
 
 def read_experiment(experiment_folder: str) -> Dict[str, Any]:
@@ -251,8 +274,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[str] = None) -> str:
+def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[str] = None,
+                 overwrite: bool = False) -> str:
     """Write a model folder from a training experiment.
+
+    Its four files are written all or none, and never over one of the files read: the
+    experiment's ``hyperparams.yaml`` (so ``out_folder`` is never the experiment) or the
+    checkpoint's weights.
 
     Arguments
     ---------
@@ -262,6 +290,8 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
         Folder to write ``hyperparams.yaml`` and the three ``.ckpt`` files into.
     checkpoint : str, optional
         A ``CKPT+...`` folder to export; default: the one with the best validation SI-SNR.
+    overwrite : bool
+        Replace the files of an existing model folder there.
 
     Returns
     -------
@@ -272,8 +302,11 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
     ------
     FileNotFoundError
         If the experiment has no ``hyperparams.yaml`` or no checkpoint.
+    spmamba_sb.data.audio_io.OutputExistsError
+        If a file to write exists and ``overwrite`` is off.
     ValueError
-        If its hyperparameters do not define the trio (see :func:`read_experiment`).
+        If its hyperparameters do not define the trio (see :func:`read_experiment`), or a file
+        to write is one of the files read.
     """
     experiment = read_experiment(experiment_folder)
     if checkpoint is None:
@@ -281,11 +314,15 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
         if found is None:
             raise FileNotFoundError(f"no checkpoint under {experiment['save_folder']!r}")
         checkpoint = str(found.path)
-    os.makedirs(out_folder, exist_ok=True)
-    with open(os.path.join(out_folder, "hyperparams.yaml"), "w", encoding="utf-8") as handle:
-        handle.write(model_yaml(experiment["sample_rate"], experiment["stft"], experiment["masknet"]))
-    for name in MODEL_FILES:
-        shutil.copyfile(os.path.join(checkpoint, name), os.path.join(out_folder, name))
+    weights = [os.path.join(checkpoint, name) for name in MODEL_FILES]
+    inputs = [experiment_folder, os.path.join(experiment_folder, "hyperparams.yaml"), checkpoint, *weights]
+    check_outputs(_model_folder_files(out_folder), inputs, overwrite)
+    contents: Dict[str, Union[str, bytes]] = {
+        "hyperparams.yaml": model_yaml(experiment["sample_rate"], experiment["stft"], experiment["masknet"])}
+    for name, path in zip(MODEL_FILES, weights):
+        with open(path, "rb") as handle:
+            contents[name] = handle.read()
+    _write_files(out_folder, contents)
     logger.info("exported %s to %s", checkpoint, out_folder)
     return checkpoint
 
@@ -322,8 +359,10 @@ def read_reference_config(path: str) -> Tuple[Dict[str, Any], Optional[int]]:
     return model, None if rate is None else int(rate)
 
 
-def export_reference(checkpoint: str, out_folder: str, config: Optional[str] = None) -> str:
+def export_reference(checkpoint: str, out_folder: str, config: Optional[str] = None, overwrite: bool = False) -> str:
     """Write a model folder from a checkpoint of the reference implementation.
+
+    Its four files are written all or none, and never over the checkpoint or the config.
 
     Arguments
     ---------
@@ -334,6 +373,8 @@ def export_reference(checkpoint: str, out_folder: str, config: Optional[str] = N
     config : str, optional
         The reference's YAML config; without it the settings the weights do not hold are the
         published presets (see :func:`~spmamba_sb.models.reference_weights.reference_settings`).
+    overwrite : bool
+        Replace the files of an existing model folder there.
 
     Returns
     -------
@@ -344,9 +385,13 @@ def export_reference(checkpoint: str, out_folder: str, config: Optional[str] = N
     ------
     FileNotFoundError
         If a file is missing.
+    spmamba_sb.data.audio_io.OutputExistsError
+        If a file to write exists and ``overwrite`` is off.
     ValueError
-        If the file is not a reference checkpoint, or the config contradicts the weights.
+        If the file is not a reference checkpoint, the config contradicts the weights, or a file
+        to write is the checkpoint or the config.
     """
+    check_outputs(_model_folder_files(out_folder), [checkpoint] + ([config] if config else []), overwrite)
     try:
         state = read_reference_checkpoint(checkpoint)
         model_config, rate = read_reference_config(config) if config else (None, None)

@@ -11,17 +11,19 @@ of ``train.py``'s test stage.
 """
 
 import csv
+import io
 import json
 import math
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+import re
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import fast_bss_eval
 import numpy as np
 import torch
-from speechbrain.dataio.dataio import load_data_csv
 
-from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS, UnreadableAudioError, read_audio, resample
+from spmamba_sb.data.audio_io import (AUDIO_EXTENSIONS, UnreadableAudioError, atomic_outputs, read_audio, resample,
+                                      write_file)
 from spmamba_sb.evaluation import separation_metrics
 from spmamba_sb.inference import AudioInputError, SPMambaSeparation
 from spmamba_sb.losses import best_permutations
@@ -29,6 +31,9 @@ from spmamba_sb.losses import best_permutations
 #: Metric columns always written, in order.
 CORE_METRICS = ("si-snr", "si-snr_i", "sdr", "sdr_i", "sir", "sar")
 PESQ_RATES = {8000: "nb", 16000: "wb"}  # PESQ's sample rates and their modes
+#: The files ``spmamba-evaluate`` writes in its output folder.
+REPORT_FILES = ("scores.csv", "summary.json", "si_snri.png")
+VARIABLE = re.compile(r"\$([\w.]+)")  # a $name in a CSV field, as SpeechBrain's load_data_csv finds it
 
 
 class Utterance(NamedTuple):
@@ -39,8 +44,30 @@ class Utterance(NamedTuple):
     sources: List[str]
 
 
-def read_scoring_set(data: str, num_spks: int, data_root: Optional[str] = None) -> List[Utterance]:
+class ScoringSet(NamedTuple):
+    """The utterances of a scoring set, and one message per CSV row that could not be read."""
+
+    utterances: List[Utterance]
+    malformed: List[str]
+
+
+class ScoringError(Exception):
+    """An utterance whose scores are undefined (a silent reference, two identical references, ...).
+
+    The message is ``<file>: <problem>``.
+
+    Example
+    -------
+    >>> str(ScoringError("s2/a.wav: the reference is silent (all zeros)"))
+    's2/a.wav: the reference is silent (all zeros)'
+    """
+
+
+def read_scoring_set(data: str, num_spks: int, data_root: Optional[str] = None) -> ScoringSet:
     """The utterances of a separation CSV or of a ``mix/``, ``s1/`` ... ``sN/`` folder.
+
+    A CSV row that cannot be read (too few or too many fields, an empty or repeated ID, an
+    empty file column) is left out, and named in ``malformed``: ``"<csv>: line <n>: <problem>"``.
 
     Arguments
     ---------
@@ -54,47 +81,87 @@ def read_scoring_set(data: str, num_spks: int, data_root: Optional[str] = None) 
 
     Returns
     -------
-    list of Utterance
-        In CSV order, or sorted by file name (the ID is the name without extension).
+    ScoringSet
+        Utterances in CSV order, or sorted by file name (the ID is the name without extension),
+        and the messages of the rows left out.
 
     Raises
     ------
     FileNotFoundError
         If ``data`` or one of the folder's subfolders is missing.
     ValueError
-        If the CSV lacks columns, has duplicate IDs or needs ``data_root``, or the set is empty.
+        If the CSV lacks columns or needs ``data_root``, or the set has no rows.
 
     Example
     -------
     >>> folder = getfixture("tmp_path")
     >>> for sub in ("mix", "s1", "s2"):
     ...     os.makedirs(folder / sub); open(folder / sub / "a.wav", "wb").close()
-    >>> read_scoring_set(str(folder), 2)[0].id
+    >>> read_scoring_set(str(folder), 2).utterances[0].id
     'a'
     """
-    utterances = _read_folder(data, num_spks) if os.path.isdir(data) else _read_csv(data, num_spks, data_root)
-    if not utterances:
+    if os.path.isdir(data):
+        scoring_set = ScoringSet(_read_folder(data, num_spks), [])
+    else:
+        scoring_set = _read_csv(data, num_spks, data_root)
+    if not scoring_set.utterances and not scoring_set.malformed:
         raise ValueError(f"{data}: no mixtures to score")
-    return utterances
+    return scoring_set
 
 
-def _read_csv(csv_path: str, num_spks: int, data_root: Optional[str]) -> List[Utterance]:
+def _read_csv(csv_path: str, num_spks: int, data_root: Optional[str]) -> ScoringSet:
+    """SpeechBrain's CSV format (as ``load_data_csv`` reads it: ``$name`` replaced in every
+    field), read row by row so that one bad row is left out rather than failing the set."""
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"{csv_path}: no such CSV or folder")
     columns = ["mix_wav"] + [f"s{index}_wav" for index in range(1, num_spks + 1)]
     replacements = {} if data_root is None else {"data_root": data_root}
-    try:
-        rows = load_data_csv(csv_path, replacements)
-    except KeyError as error:  # no ID column, or a $variable without its replacement
-        hint = " (give --data-root)" if "replacements" in error.args[0] else ""
-        raise ValueError(f"{csv_path}: {error.args[0]}{hint}") from error
-    except ValueError as error:  # duplicate IDs, a duration that is not a number
-        raise ValueError(f"{csv_path}: {error}") from error
-    absent = [column for column in columns if rows and column not in next(iter(rows.values()))]
-    if absent:
-        raise ValueError(f"{csv_path}: missing columns {', '.join(absent)} (the model has {num_spks} sources)")
-    return [Utterance(utterance_id, row["mix_wav"], [row[column] for column in columns[1:]])
-            for utterance_id, row in rows.items()]
+    utterances: Dict[str, Utterance] = {}
+    first_lines: Dict[str, int] = {}
+    malformed = []
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, skipinitialspace=True)
+        header = reader.fieldnames or []
+        absent = [column for column in ["ID"] + columns if column not in header]
+        if absent:
+            raise ValueError(f"{csv_path}: missing columns {', '.join(absent)} (the model has {num_spks} sources)")
+        for row in reader:
+            where = f"{csv_path}: line {reader.line_num}"
+            problem = _row_problem(row, len(header), columns, first_lines)
+            if problem:
+                malformed.append(f"{where}: {problem}")
+                continue
+            fields = [_replace_variables(row[column], replacements, where) for column in columns]
+            first_lines[row["ID"]] = reader.line_num
+            utterances[row["ID"]] = Utterance(row["ID"], fields[0], fields[1:])
+    return ScoringSet(list(utterances.values()), malformed)
+
+
+def _row_problem(row: Dict[Optional[str], Any], num_fields: int, columns: List[str],
+                 first_lines: Dict[str, int]) -> Optional[str]:
+    """Why a CSV row cannot be scored (None if it can): ``csv.DictReader`` puts the fields beyond
+    the header under None and fills missing ones with None."""
+    if None in row:
+        return f"{num_fields + len(row[None])} fields, the header has {num_fields}"
+    if None in row.values():
+        return f"{sum(value is not None for value in row.values())} fields, the header has {num_fields}"
+    empty = [column for column in ["ID"] + columns if not row[column]]
+    if empty:
+        return f"empty {', '.join(empty)}"
+    if row["ID"] in first_lines:
+        return f"ID {row['ID']} is on line {first_lines[row['ID']]} already"
+    return None
+
+
+def _replace_variables(value: str, replacements: Dict[str, str], where: str) -> str:
+    """``value`` with each ``$name`` replaced, as ``load_data_csv`` does."""
+    def replace(match: "re.Match") -> str:
+        if match[1] not in replacements:
+            hint = " (give --data-root)" if match[1] == "data_root" else ""
+            raise ValueError(f"{where}: {value} uses ${match[1]}, which has no value{hint}")
+        return replacements[match[1]]
+
+    return VARIABLE.sub(replace, value)
 
 
 def _read_folder(folder: str, num_spks: int) -> List[Utterance]:
@@ -214,6 +281,9 @@ def score_utterance(
     ------
     AudioInputError
         If a file cannot be read or separated, or a reference's length differs from the mixture's.
+    ScoringError
+        If the scores are undefined: a reference is silent, two references hold the same
+        signal, or BSS-Eval fails on the signals.
     """
     rate = separator.hparams.sample_rate
     try:
@@ -221,22 +291,38 @@ def score_utterance(
         references = [torch.from_numpy(read_audio(path, rate)).float() for path in utterance.sources]
     except UnreadableAudioError as error:
         raise AudioInputError(str(error)) from error
-    for path, reference in zip(utterance.sources, references):
+    for index, (path, reference) in enumerate(zip(utterance.sources, references)):
         if reference.shape[0] != mix.shape[0]:
             raise AudioInputError(f"{path}: {reference.shape[0]} samples at the model's rate, "
                                   f"the mixture {utterance.mix} has {mix.shape[0]}")
+        if not reference.any():
+            raise ScoringError(f"{path}: the reference is silent (all zeros), so its scores are undefined")
+        same = [other for other, earlier in zip(utterance.sources, references[:index])
+                if torch.equal(earlier, reference)]
+        if same:
+            raise ScoringError(f"{path}: the reference is the same signal as {same[0]}, so BSS-Eval is undefined")
     estimates = separator.separate_file(utterance.mix, chunk_seconds, overlap_seconds)[0]  # [L, S]
-    scores = utterance_metrics(mix, torch.stack(references, dim=-1), estimates, rate, extra_metrics)
+    try:
+        scores = utterance_metrics(mix, torch.stack(references, dim=-1), estimates, rate, extra_metrics)
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # torch's LinAlgError is a RuntimeError
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ScoringError(f"{utterance.mix}: the metrics cannot be computed ({reason})") from error
     return {"ID": utterance.id, **scores}
 
 
 def write_report(out_folder: str, rows: Sequence[Dict[str, float]], details: Dict) -> Dict[str, float]:
     """Write ``scores.csv`` (a row per utterance, then ``mean``), ``summary.json`` and ``si_snri.png``.
 
+    The three files are written all or none (:func:`~spmamba_sb.data.audio_io.atomic_outputs`).
+    A score that is not finite (``sar`` is ``inf`` where the BSS-Eval filter fits an utterance
+    shorter than it exactly) is written ``inf`` or ``nan`` in ``scores.csv``, as Python writes
+    floats, and ``null`` in ``summary.json``, which is strict JSON. The mean of a column holding
+    one is not finite either.
+
     Arguments
     ---------
     out_folder : str
-        Existing folder to write into; files there are replaced.
+        Existing folder to write into; files there are replaced (``spmamba-evaluate`` checks first).
     rows : sequence of dict
         At least one, as :func:`score_utterance` returns, all with the same columns.
     details : dict
@@ -249,26 +335,41 @@ def write_report(out_folder: str, rows: Sequence[Dict[str, float]], details: Dic
 
     Example
     -------
-    >>> rows = [{"ID": "a", "si-snr_i": 10.0}, {"ID": "b", "si-snr_i": 12.0}]
-    >>> write_report(str(getfixture("tmp_path")), rows, {"model": "my_model"})
-    {'si-snr_i': 11.0}
+    >>> rows = [{"ID": "a", "si-snr_i": 10.0, "sar": 9.0}, {"ID": "b", "si-snr_i": 12.0, "sar": float("inf")}]
+    >>> folder = str(getfixture("tmp_path"))
+    >>> write_report(folder, rows, {"model": "my_model"})
+    {'si-snr_i': 11.0, 'sar': inf}
+    >>> json.load(open(os.path.join(folder, "summary.json")))["means"]
+    {'si-snr_i': 11.0, 'sar': None}
     """
     columns = list(rows[0])
     means = {name: float(np.mean([row[name] for row in rows])) for name in columns[1:]}
-    with open(os.path.join(out_folder, "scores.csv"), "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        writer.writerow({"ID": "mean", **means})
-    summary = {**details, "count": len(rows), "means": means}
-    with open(os.path.join(out_folder, "summary.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, allow_nan=True)
-        handle.write("\n")
-    _plot_histogram(os.path.join(out_folder, "si_snri.png"), [row["si-snr_i"] for row in rows])
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    writer.writerow({"ID": "mean", **means})
+    summary = _finite_or_null({**details, "count": len(rows), "means": means})
+    contents = [table.getvalue(), json.dumps(summary, indent=2, allow_nan=False) + "\n",
+                _histogram_png([row["si-snr_i"] for row in rows])]
+    with atomic_outputs([os.path.join(out_folder, name) for name in REPORT_FILES]) as partials:
+        for partial, content in zip(partials, contents):
+            write_file(partial, content)
     return means
 
 
-def _plot_histogram(path: str, values: List[float]) -> None:
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every float that is not finite (in dicts and lists too) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
+
+
+def _histogram_png(values: List[float]) -> bytes:
     """A PNG histogram of per-utterance SI-SNRi in dB, its mean marked."""
     import matplotlib
 
@@ -286,5 +387,7 @@ def _plot_histogram(path: str, values: List[float]) -> None:
     axis.set_ylabel("utterances")
     axis.set_title(f"SI-SNR improvement over {len(values)} utterances")
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=80)
     plt.close(figure)
+    return image.getvalue()

@@ -4,11 +4,14 @@ Files are written under a temporary name and renamed into place, so a process ki
 never leaves a file that looks complete under its final name.
 """
 
+import contextlib
+import errno
 import logging
 import math
 import os
+import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Iterator, List, Sequence, Union
 
 import numpy as np
 import soundfile as sf
@@ -23,6 +26,7 @@ PARTIAL_SUFFIX = ".partial"
 
 PathLike = Union[str, os.PathLike]
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
+_SFE_SYSTEM = 2  # libsndfile's error code for a failed system call (sndfile.h)
 
 
 class UnreadableAudioError(Exception):
@@ -35,6 +39,18 @@ class UnreadableAudioError(Exception):
     -------
     >>> str(UnreadableAudioError("a.wav: no samples"))
     'a.wav: no samples'
+    """
+
+
+class OutputExistsError(FileExistsError):
+    """An output that exists already, which the caller did not allow to be replaced.
+
+    The message is ``<path> exists already``.
+
+    Example
+    -------
+    >>> str(OutputExistsError("out/a_s1.wav exists already"))
+    'out/a_s1.wav exists already'
     """
 
 
@@ -97,7 +113,7 @@ def read_audio(path: PathLike, sample_rate: int) -> np.ndarray:
     try:
         data, file_rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as error:
-        raise UnreadableAudioError(f"{path}: cannot read audio ({_read_failure(path, error)})") from error
+        raise UnreadableAudioError(f"{path}: cannot read audio ({read_failure(path, error)})") from error
     if data.shape[0] == 0:
         raise UnreadableAudioError(f"{path}: no samples")
     if not np.isfinite(data).all():
@@ -105,9 +121,32 @@ def read_audio(path: PathLike, sample_rate: int) -> np.ndarray:
     return resample(data.mean(axis=1), file_rate, sample_rate)
 
 
-def _read_failure(path: PathLike, error: Exception) -> str:
+def read_failure(path: PathLike, error: Exception) -> str:
     """Why a file could not be read: the OS's reason (no such file, a folder, no permission),
-    ``empty file``, or else libsndfile's (for example ``Format not recognised``)."""
+    ``empty file``, or else libsndfile's (for example ``Format not recognised``), never
+    libsndfile's ``System error``.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        The file.
+    error : Exception
+        What reading it raised.
+
+    Returns
+    -------
+    str
+        The reason, for a message such as ``"<path>: cannot read audio (<reason>)"``.
+
+    Example
+    -------
+    >>> path = os.path.join(getfixture("tmp_path"), "missing.wav")
+    >>> try:
+    ...     sf.info(path)
+    ... except sf.LibsndfileError as error:
+    ...     read_failure(path, error)
+    'No such file or directory'
+    """
     try:
         with open(path, "rb") as handle:
             if not handle.read(1):
@@ -131,6 +170,11 @@ def write_audio_atomic(path: PathLike, samples: np.ndarray, sample_rate: int, su
     subtype : str
         libsndfile subtype: ``"FLOAT"`` (WAV only, exact), ``"PCM_24"`` or ``"PCM_16"``.
 
+    Raises
+    ------
+    OSError
+        If the file cannot be written (see :func:`write_audio`); nothing is left behind.
+
     Example
     -------
     >>> path = os.path.join(getfixture("tmp_path"), "two_channels.wav")
@@ -138,20 +182,91 @@ def write_audio_atomic(path: PathLike, samples: np.ndarray, sample_rate: int, su
     >>> sf.info(path).channels
     2
     """
-    path = Path(path)
+    with atomic_outputs([path]) as [partial]:
+        write_audio(partial, samples, sample_rate, subtype)
+
+
+def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
+    """Write a WAV or FLAC file in place; inside :func:`atomic_outputs`, write its temporary paths with it.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Destination; its extension (``.wav`` or ``.flac``, a trailing ``.partial`` left aside)
+        picks the format.
+    samples : np.ndarray
+        [L] mono or [C, L] with C channels.
+    sample_rate : int
+        Sample rate in Hz.
+    subtype : str
+        libsndfile subtype: ``"FLOAT"`` (WAV only, exact), ``"PCM_24"`` or ``"PCM_16"``.
+
+    Raises
+    ------
+    ValueError
+        If the extension or the shape of ``samples`` is not one of the above.
+    OSError
+        If the file cannot be written, with the system's errno where libsndfile reports one
+        (``ENOSPC`` for a full disk, ``EACCES`` or ``EROFS`` for a folder that cannot be
+        written), else ``EIO``; ``filename`` is ``path``.
+
+    Example
+    -------
+    >>> path = os.path.join(getfixture("tmp_path"), "tone.flac")
+    >>> write_audio(path, np.zeros(100), 8000, subtype="PCM_16")
+    >>> sf.info(path).format
+    'FLAC'
+    """
+    name = os.fspath(path)
+    suffix = os.path.splitext(name[:-len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name)[1].lower()
     formats = {".wav": "WAV", ".flac": "FLAC"}
-    if path.suffix.lower() not in formats:
+    if suffix not in formats:
         raise ValueError(f"path must end in .wav or .flac, got '{path}'")
     samples = np.asarray(samples)
     if samples.ndim not in (1, 2):
         raise ValueError(f"samples must be [L] or [C, L], got shape {samples.shape}")
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
     channels = 1 if samples.ndim == 1 else samples.shape[0]
-    with sf.SoundFile(partial, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
-                      format=formats[path.suffix.lower()]) as handle:
+    try:
+        handle = sf.SoundFile(name, "w", samplerate=sample_rate, channels=channels, subtype=subtype,
+                              format=formats[suffix])
+    except sf.LibsndfileError as error:
+        raise _system_error(error, name, sf._ffi.NULL) from error
+    try:
         _drop_peak_chunk(handle)
         handle.write(samples.T)
-    os.replace(partial, path)
+    except sf.LibsndfileError as error:
+        failure = _system_error(error, name, handle._file)
+        _close_quietly(handle)
+        raise failure from error
+    except BaseException:
+        _close_quietly(handle)
+        raise
+    try:
+        handle.close()  # rewrites the header with the final length
+    except sf.LibsndfileError as error:  # the handle, and with it the system's reason, is gone
+        raise _system_error(error, name, None) from error
+
+
+def _system_error(error: "sf.LibsndfileError", path: str, sndfile) -> OSError:
+    """libsndfile's error as an ``OSError`` naming ``path``: its errno is the system's where
+    libsndfile's message holds the system's reason (``"System error : No space left on device."``),
+    else ``EIO``. ``sndfile`` is the open handle (``SNDFILE*``), NULL after a failed open (the
+    reason is then libsndfile's global one), or None where no reason can be read."""
+    message = "" if sndfile is None else sf._ffi.string(sf._snd.sf_strerror(sndfile)).decode("utf-8", "replace")
+    prefix = "System error : "
+    if error.code == _SFE_SYSTEM and message.startswith(prefix):
+        reason = message[len(prefix):].rstrip(".")
+        code = next((number for number in errno.errorcode if os.strerror(number) == reason), errno.EIO)
+        return OSError(code, reason, path)
+    return OSError(errno.EIO, getattr(error, "error_string", str(error)).rstrip("."), path)
+
+
+def _close_quietly(handle: sf.SoundFile) -> None:
+    """Close a file whose writing failed already; a second error on closing says nothing new."""
+    try:
+        handle.close()
+    except sf.LibsndfileError:
+        pass
 
 
 def _drop_peak_chunk(handle: sf.SoundFile) -> None:
@@ -173,6 +288,11 @@ def write_text_atomic(path: PathLike, text: str) -> None:
     text : str
         Content.
 
+    Raises
+    ------
+    OSError
+        If the file cannot be written (see :func:`write_file`); nothing is left behind.
+
     Example
     -------
     >>> path = os.path.join(getfixture("tmp_path"), "note.txt")
@@ -180,8 +300,164 @@ def write_text_atomic(path: PathLike, text: str) -> None:
     >>> open(path).read()
     'done'
     """
-    path = Path(path)
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(partial, path)
+    with atomic_outputs([path]) as [partial]:
+        write_file(partial, text)
+
+
+def write_file(path: PathLike, content: Union[str, bytes]) -> None:
+    """Write ``content`` (text as UTF-8, or bytes) to ``path`` in place; inside
+    :func:`atomic_outputs`, write its temporary paths with it.
+
+    Arguments
+    ---------
+    path : str or os.PathLike
+        Destination.
+    content : str or bytes
+        What the file holds.
+
+    Raises
+    ------
+    OSError
+        If it cannot be written; ``filename`` is ``path`` (Python leaves it out of a failed write).
+
+    Example
+    -------
+    >>> path = os.path.join(getfixture("tmp_path"), "raw.bin")
+    >>> write_file(path, b"ab")
+    >>> os.path.getsize(path)
+    2
+    """
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, os.fspath(path)) from error
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: Sequence[PathLike]) -> Iterator[List[Path]]:
+    """Write a set of files all or none: yields a temporary path for each (``<name>.partial``
+    beside it); when the block ends without an error, each is renamed into place, else
+    (an error, Ctrl-C) every temporary file is removed and no destination is touched.
+
+    An ``OSError`` raised in the block that names a temporary path names its destination instead.
+    Should a rename fail, the destinations renamed before it in this set are removed too, so a
+    set is never left half written.
+
+    Arguments
+    ---------
+    paths : sequence of str or os.PathLike
+        Destinations (an existing one is replaced).
+
+    Yields
+    ------
+    list of Path
+        The temporary path of each destination, in order.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> with atomic_outputs([folder / "a.txt", folder / "b.txt"]) as partials:
+    ...     for partial in partials:
+    ...         write_file(partial, "done")
+    >>> sorted(os.listdir(folder))
+    ['a.txt', 'b.txt']
+    """
+    destinations = [Path(path) for path in paths]
+    partials = [destination.with_name(destination.name + PARTIAL_SUFFIX) for destination in destinations]
+    renamed: List[Path] = []
+    try:
+        try:
+            yield partials
+        except OSError as error:
+            names = {os.fspath(partial): os.fspath(destination) for partial, destination in zip(partials, destinations)}
+            if error.filename in names:
+                raise OSError(error.errno, error.strerror, names[error.filename]) from error
+            raise
+        for partial, destination in zip(partials, destinations):
+            os.replace(partial, destination)
+            renamed.append(destination)
+    except BaseException:
+        for path in partials + renamed:
+            with contextlib.suppress(OSError):  # not there (not written yet), or not ours to remove (a folder)
+                os.remove(path)
+        raise
+
+
+def check_outputs(outputs: Iterable[PathLike], inputs: Iterable[PathLike] = (), overwrite: bool = False) -> None:
+    """Check, before any work, that writing ``outputs`` loses none of the user's files.
+
+    An output is never one of the ``inputs`` (the same file, by whatever path, links included),
+    even with ``overwrite``; one that exists already is replaced only with ``overwrite``.
+
+    Arguments
+    ---------
+    outputs : iterable of str or os.PathLike
+        The files a command will write.
+    inputs : iterable of str or os.PathLike
+        The files (and folders) it reads; those that do not exist are left aside.
+    overwrite : bool
+        Whether existing outputs that are not inputs may be replaced.
+
+    Raises
+    ------
+    ValueError
+        If an output is one of the inputs.
+    OutputExistsError
+        If an output exists and ``overwrite`` is off.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> write_file(folder / "mix.wav", b"")
+    >>> try:  # the same file by another path
+    ...     check_outputs([folder / "mix.wav"], [folder / ".." / folder.name / "mix.wav"], overwrite=True)
+    ... except ValueError as error:
+    ...     str(error).endswith("is an input of this command: it is never replaced")
+    True
+    """
+    existing = [output for output in outputs if os.path.lexists(output)]
+    identities = {}  # (device, inode) -> output
+    for output in existing:
+        try:
+            status = os.stat(output)
+        except OSError:  # a dangling link: replacing it loses no file
+            continue
+        identities.setdefault((status.st_dev, status.st_ino), output)
+    for path in inputs:
+        try:
+            status = os.stat(path)
+        except OSError:  # missing: nothing to lose
+            continue
+        output = identities.get((status.st_dev, status.st_ino))
+        if output is not None:
+            raise ValueError(f"{output} is an input of this command: it is never replaced")
+    if existing and not overwrite:
+        raise OutputExistsError(f"{existing[0]} exists already")
+
+
+def check_writable(folder: PathLike) -> None:
+    """Check that files can be created in ``folder``, by creating a temporary file there and removing it.
+
+    Arguments
+    ---------
+    folder : str or os.PathLike
+        An existing folder.
+
+    Raises
+    ------
+    OSError
+        If no file can be created there (``EACCES``, ``EROFS``, ...); ``filename`` is ``folder``.
+
+    Example
+    -------
+    >>> check_writable(getfixture("tmp_path"))
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, os.fspath(folder)) from error

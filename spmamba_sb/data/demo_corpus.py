@@ -17,7 +17,7 @@ parallel worker processes.
 import json
 import logging
 import math
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,6 +31,7 @@ from spmamba_sb.data.prepare import mixture_counts, prepare_echo2mix
 from spmamba_sb.data.sentences import SentenceGenerator
 from spmamba_sb.data.simulation_config import SimulationConfig
 from spmamba_sb.data.synth_speech import EspeakSynthesizer
+from spmamba_sb.data.workers import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def _run(tasks: List[Tuple[Any, ...]], num_workers: int, show_progress: bool, de
                 function(*arguments)
                 progress.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=num_workers) as executor:
+            with worker_pool(num_workers) as executor:
                 for future in as_completed([executor.submit(*task) for task in tasks]):
                     future.result()
                     progress.update(1)

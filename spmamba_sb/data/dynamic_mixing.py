@@ -31,6 +31,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from spmamba_sb.data.audio_io import read_failure
+from spmamba_sb.data.pipelines import SeparationDataError
+
 _LIBRIMIX_UTTERANCE = re.compile(r"^(\d+)-\d+-\d+$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -116,18 +119,22 @@ class SourcePool:
 
         Raises
         ------
-        ValueError
-            If a source's speaker cannot be told (see the module docstring), or fewer than
-            ``num_spks`` speakers are found.
+        SeparationDataError
+            If a file cannot be read, a source's speaker cannot be told (see the module
+            docstring), or fewer than ``num_spks`` speakers are found.
         """
         skip = set(skip_ids)
         speakers: Dict[str, List[Tuple[str, int]]] = {}
         backgrounds: List[Tuple[str, int]] = []
         frames: Dict[str, int] = {}
 
-        def length(path):
+        def length(row_id, column, path):
             if path not in frames:
-                frames[path] = sf.info(path).frames
+                try:
+                    frames[path] = sf.info(path).frames
+                except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
+                    raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: cannot read audio "
+                                              f"({read_failure(path, error)})") from error
             return frames[path]
 
         with open(csv_path, newline="", encoding="utf-8") as handle:
@@ -139,17 +146,17 @@ class SourcePool:
                     speaker = (row.get(f"s{source}_spk") or _speaker_from_metadata(row, path, source)
                                or speaker_from_name(path, source, num_spks))
                     if not speaker:
-                        raise ValueError(
+                        raise SeparationDataError(
                             f"{csv_path}: row {row['ID']}: cannot tell the speaker of {path!r}; dynamic mixing "
                             f"needs columns s1_spk ... s{num_spks}_spk (or LibriMix / WSJ0-2mix file names)"
                         )
-                    speakers.setdefault(speaker, []).append((path, length(path)))
+                    speakers.setdefault(speaker, []).append((path, length(row["ID"], f"s{source}_wav", path)))
                 noise = (row.get("noise_wav") or "").replace("$data_root", data_root)
                 if noise:
-                    backgrounds.append((noise, length(noise)))
+                    backgrounds.append((noise, length(row["ID"], "noise_wav", noise)))
         if len(speakers) < num_spks:
-            raise ValueError(f"{csv_path}: dynamic mixing of {num_spks} speakers needs as many distinct speakers, "
-                             f"found {len(speakers)}")
+            raise SeparationDataError(f"{csv_path}: dynamic mixing of {num_spks} speakers needs as many distinct "
+                                      f"speakers, found {len(speakers)}")
         return cls(speakers, backgrounds)
 
 
@@ -158,13 +165,24 @@ def _crop(rng: np.random.Generator, path: str, frames: int, length: int) -> np.n
     at a random offset in zeros."""
     if frames >= length:
         start = int(rng.integers(0, frames - length + 1))
-        data, _ = sf.read(path, start=start, stop=start + length, dtype="float32", always_2d=True)
-        return data[:, 0]
-    data, _ = sf.read(path, dtype="float32", always_2d=True)
+        return _read_source(path, start, start + length)
+    data = _read_source(path)
     out = np.zeros(length, dtype=np.float32)
     offset = int(rng.integers(0, length - frames + 1))
-    out[offset:offset + frames] = data[:, 0]
+    out[offset:offset + frames] = data
     return out
+
+
+def _read_source(path: str, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
+    """Samples ``start:stop`` of the file's first channel, float32; a file that cannot be read or
+    holds NaN or Inf samples raises a :class:`SeparationDataError` naming it."""
+    try:
+        data, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
+        raise SeparationDataError(f"{path}: cannot read audio ({read_failure(path, error)})") from error
+    if not np.isfinite(data).all():
+        raise SeparationDataError(f"{path}: contains NaN or Inf samples")
+    return data[:, 0]
 
 
 class DynamicMixingDataset(torch.utils.data.Dataset):

@@ -4,7 +4,10 @@ Works with the CSVs that SpeechBrain's own LibriMix / WHAMR! / WSJ0-2mix prepara
 scripts write and with those of ``spmamba_sb.data``. ``$data_root`` in a path is replaced
 by the data folder. Multi-channel files are read at their first channel (the reference
 microphone). Training items are random crops of a fixed length, read from disk without
-loading the whole file; validation and test items are whole utterances.
+loading the whole file; validation and test items are whole utterances. Bad audio (missing,
+unreadable, at another rate, empty, NaN or Inf) is found by :func:`check_rows` before training
+or, in a training file, when it is read; either way a :class:`SeparationDataError` names the
+CSV, the row and the file.
 """
 
 import csv
@@ -16,6 +19,8 @@ import soundfile as sf
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
+
+from spmamba_sb.data.audio_io import read_failure
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +38,27 @@ def audio_columns(num_spks: int) -> List[str]:
     return ["mix_wav"] + [f"s{i}_wav" for i in range(1, num_spks + 1)]
 
 
+class SeparationDataError(ValueError):
+    """A separation CSV that cannot be used; the message names the CSV and, where one is at
+    fault, the row, the column and the file.
+
+    Example
+    -------
+    >>> str(SeparationDataError("train.csv: row a1: mix_wav='a1.wav': contains NaN or Inf samples"))
+    "train.csv: row a1: mix_wav='a1.wav': contains NaN or Inf samples"
+    """
+
+
 def check_rows(
-    csv_path: str, num_spks: int, sample_rate: int, data_root: str = "", missing_audio: str = "fatal"
+    csv_path: str,
+    num_spks: int,
+    sample_rate: int,
+    data_root: str = "",
+    missing_audio: str = "fatal",
+    read_samples: bool = False,
 ) -> List[str]:
-    """Find rows whose audio is missing, unreadable or at the wrong sample rate.
+    """Find rows whose audio is missing, unreadable or at the wrong sample rate, and with
+    ``read_samples`` also empty or holding NaN or Inf samples.
 
     Arguments
     ---------
@@ -50,6 +72,9 @@ def check_rows(
         Replaces ``$data_root`` in paths.
     missing_audio : str
         ``"fatal"``: raise on the first bad rows; ``"skip"``: log them and return their IDs.
+    read_samples : bool
+        Read every file whole (for small sets such as validation and test); otherwise only
+        the headers are read.
 
     Returns
     -------
@@ -61,7 +86,20 @@ def check_rows(
     FileNotFoundError
         If the CSV is missing.
     ValueError
-        On missing columns, an unknown policy, or bad rows under ``"fatal"``.
+        On an unknown policy.
+    SeparationDataError
+        On missing columns, or bad rows under ``"fatal"``.
+
+    Example
+    -------
+    >>> import numpy
+    >>> folder = getfixture("tmp_path")
+    >>> for name, value in (("mix", 0.1), ("s1", 0.1), ("s2", numpy.nan)):
+    ...     sf.write(folder / f"a_{name}.wav", numpy.full(100, value), 16000, subtype="FLOAT")
+    >>> _ = (folder / "test.csv").write_text("ID,mix_wav,s1_wav,s2_wav\\n"
+    ...                                      "a,$data_root/a_mix.wav,$data_root/a_s1.wav,$data_root/a_s2.wav\\n")
+    >>> check_rows(str(folder / "test.csv"), 2, 16000, str(folder), missing_audio="skip", read_samples=True)
+    ['a']
     """
     if missing_audio not in MISSING_AUDIO_POLICIES:
         raise ValueError(f"missing_audio={missing_audio!r} is not one of {MISSING_AUDIO_POLICIES}")
@@ -72,28 +110,44 @@ def check_rows(
         needed = ["ID"] + audio_columns(num_spks)
         absent = [c for c in needed if c not in (reader.fieldnames or [])]
         if absent:
-            raise ValueError(f"{csv_path}: missing columns {absent} (num_spks={num_spks})")
+            raise SeparationDataError(f"{csv_path}: missing columns {absent} (num_spks={num_spks})")
         problems: Dict[str, str] = {}
         for row in reader:
             for column in audio_columns(num_spks):
                 path = row[column].replace("$data_root", data_root)
-                try:
-                    rate = sf.info(path).samplerate
-                except Exception as error:  # missing, unreadable or not audio
-                    problems[row["ID"]] = f"{column}={path!r}: {type(error).__name__}: {error}"
-                    break
-                if rate != sample_rate:
-                    problems[row["ID"]] = f"{column}={path!r}: {rate} Hz, expected {sample_rate} Hz"
+                problem = _file_problem(path, sample_rate, read_samples)
+                if problem is not None:
+                    problems[row["ID"]] = f"{column}={path!r}: {problem}"
                     break
     for row_id, problem in problems.items():
         logger.warning("%s: row %s: %s", csv_path, row_id, problem)
     if problems and missing_audio == "fatal":
         first = next(iter(problems.items()))
-        raise ValueError(
+        raise SeparationDataError(
             f"{csv_path}: {len(problems)} row(s) with bad audio, e.g. row {first[0]}: {first[1]} "
             "(set missing_audio: skip to leave them out)"
         )
     return list(problems)
+
+
+def _file_problem(path: str, sample_rate: int, read_samples: bool) -> Optional[str]:
+    """Why an audio file of a row cannot be used, or None."""
+    try:
+        rate = sf.info(path).samplerate
+        if rate != sample_rate:
+            return f"{rate} Hz, expected {sample_rate} Hz"
+        return _samples_problem(read_segment(path)) if read_samples else None
+    except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
+        return f"cannot read audio ({read_failure(path, error)})"
+
+
+def _samples_problem(samples: torch.Tensor) -> Optional[str]:
+    """Why samples read from a file cannot be trained or scored on, or None."""
+    if samples.numel() == 0:
+        return "no samples"
+    if not torch.isfinite(samples).all():
+        return "contains NaN or Inf samples"
+    return None
 
 
 def read_segment(path: str, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
@@ -110,22 +164,35 @@ def read_segment(path: str, start: int = 0, stop: Optional[int] = None) -> torch
     return torch.from_numpy(data[:, 0].copy())
 
 
-def _pipelines(num_spks: int, crop_length: Optional[int]):
-    """The dynamic item that reads a mixture and its sources, cropped alike."""
+def _pipelines(csv_path: str, num_spks: int, crop_length: Optional[int]):
+    """The dynamic item that reads a row's mixture and sources, cropped alike; a file that
+    cannot be read, or holds no samples or NaN or Inf samples, raises a
+    :class:`SeparationDataError` naming the CSV, the row and the file."""
     columns = audio_columns(num_spks)
     signals = ["mix_sig"] + [f"s{i}_sig" for i in range(1, num_spks + 1)]
 
-    @takes(*columns)
+    @takes("id", *columns)
     @provides(*signals)
-    def read_item(*paths):
-        start, stop = 0, None
-        if crop_length is not None:
-            length = sf.info(paths[0]).frames
-            if length > crop_length:
-                start = int(torch.randint(0, length - crop_length + 1, (1,)))
-                stop = start + crop_length
-        for path in paths:
-            yield read_segment(path, start, stop)
+    def read_item(row_id, *paths):
+        column, path = columns[0], paths[0]
+        try:
+            start, stop = 0, None
+            if crop_length is not None:
+                length = sf.info(path).frames
+                if length > crop_length:
+                    start = int(torch.randint(0, length - crop_length + 1, (1,)))
+                    stop = start + crop_length
+            item = []
+            for column, path in zip(columns, paths):
+                samples = read_segment(path, start, stop)
+                problem = _samples_problem(samples)
+                if problem is not None:
+                    raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: {problem}")
+                item.append(samples)
+        except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
+            problem = f"cannot read audio ({read_failure(path, error)})"
+            raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: {problem}") from error
+        return tuple(item)
 
     return read_item, signals
 
@@ -137,6 +204,7 @@ def separation_datasets(
     training_signal_len: Optional[int] = None,
     data_root: str = "",
     missing_audio: str = "fatal",
+    check_samples: Sequence[str] = (),
 ) -> Tuple[DynamicItemDataset, ...]:
     """Train, valid and test datasets from separation CSVs.
 
@@ -155,21 +223,32 @@ def separation_datasets(
         Replaces ``$data_root`` in the CSVs.
     missing_audio : str
         ``"fatal"`` or ``"skip"`` for rows with bad audio (see :func:`check_rows`).
+    check_samples : sequence of str
+        The CSVs of ``csv_paths`` whose files are read whole now, so that empty files and NaN or
+        Inf samples are found before training (small sets such as valid and test). The others'
+        files are checked as they are read.
 
     Returns
     -------
     tuple of DynamicItemDataset
         One per CSV, with output keys ``id, mix_sig, s1_sig, ..., sN_sig``.
+
+    Raises
+    ------
+    SeparationDataError
+        As :func:`check_rows`; reading an item whose audio cannot be read, is empty or holds
+        NaN or Inf samples raises it too, naming the CSV, the row and the file.
     """
     datasets = []
     for index, csv_path in enumerate(csv_paths):
-        skip = set(check_rows(csv_path, num_spks, sample_rate, data_root, missing_audio))
+        skip = set(check_rows(csv_path, num_spks, sample_rate, data_root, missing_audio,
+                              read_samples=csv_path in check_samples))
         dataset = DynamicItemDataset.from_csv(csv_path, replacements={"data_root": data_root})
         if skip:
             keep = [item_id for item_id in dataset.data_ids if item_id not in skip]
             logger.warning("%s: skipping %d row(s) with bad audio", csv_path, len(skip))
             dataset = dataset.filtered_sorted(key_test={"id": lambda item_id: item_id in set(keep)})
-        read_item, signals = _pipelines(num_spks, training_signal_len if index == 0 else None)
+        read_item, signals = _pipelines(csv_path, num_spks, training_signal_len if index == 0 else None)
         dataset.add_dynamic_item(read_item)
         dataset.set_output_keys(["id"] + signals)
         datasets.append(dataset)

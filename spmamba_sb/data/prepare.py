@@ -21,7 +21,7 @@ import io
 import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -32,6 +32,7 @@ from spmamba_sb.data.audio_io import PARTIAL_SUFFIX, write_audio_atomic, write_t
 from spmamba_sb.data.corpora import SPLITS, Corpora
 from spmamba_sb.data.mixing import MixtureSimulator
 from spmamba_sb.data.simulation_config import SimulationConfig
+from spmamba_sb.data.workers import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -322,8 +323,7 @@ def prepare_echo2mix(output: str, corpora: Corpora, config: SimulationConfig,
                 _make_mixture(split, index)
                 progress.update(1)
         elif pending:
-            with ProcessPoolExecutor(max_workers=num_workers, initializer=_initialise_worker,
-                                     initargs=initargs) as executor:
+            with worker_pool(num_workers, _initialise_worker, initargs) as executor:
                 futures = [executor.submit(_make_mixture, split, index) for split, index in pending]
                 for future in as_completed(futures):
                     future.result()

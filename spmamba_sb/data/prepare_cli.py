@@ -2,7 +2,9 @@
 
 Both report through ``logging`` and show tqdm progress bars; bad input ends with exit status 2 and
 a one-line message naming the argument or folder; so does a missing ``data`` extra
-(``pip install "spmamba-sb[data]"``: pyroomacoustics, pyloudnorm, espeakng-loader).
+(``pip install "spmamba-sb[data]"``: pyroomacoustics, pyloudnorm, espeakng-loader). Ctrl-C
+ends with the line ``<command>: interrupted`` and exit status 130 once the files in progress are
+written whole; rerunning the command resumes.
 """
 
 import argparse
@@ -13,6 +15,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
+from spmamba_sb.console import command
 from spmamba_sb.data.corpora import Corpora
 from spmamba_sb.data.demo_corpus import DEMO_DURATION, DEMO_HOURS, prepare_demo
 from spmamba_sb.data.extras import DATA_MODULES, import_data_extra
@@ -93,6 +96,7 @@ def _report(result: Dict[str, Any], started: float) -> None:
         logger.info("%s CSV: %s", split, path)
 
 
+@command("spmamba-prepare-echo2mix")
 def echo2mix_main(argv: Optional[List[str]] = None) -> int:
     """Build the paper's noisy, reverberant LibriSpeech mixtures from LibriSpeech, WHAM! and DnR folders.
 
@@ -145,6 +149,7 @@ def echo2mix_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+@command("spmamba-prepare-demo")
 def demo_main(argv: Optional[List[str]] = None) -> int:
     """Build the download-free demo dataset: espeak-ng speakers, synthetic noise, effects and music, simulated rooms.
 

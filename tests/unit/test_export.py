@@ -48,10 +48,9 @@ Decoder: !new:spmamba_sb.trio.Decoder
 """
 
 
-@pytest.fixture
-def experiment(tmp_path):
-    """An experiment folder: its hyperparams.yaml and two checkpoints, the second one better."""
-    folder = tmp_path / "experiment"
+def write_experiment(folder):
+    """An experiment folder: its hyperparams.yaml and two checkpoints, the second one better;
+    returns the folder and the trio of the better one."""
     folder.mkdir()
     (folder / "hyperparams.yaml").write_text(EXPERIMENT_YAML)
     trio = Encoder(32, 8), MaskNet(num_spks=3, **TINY).eval(), Decoder(32, 8)
@@ -62,6 +61,11 @@ def experiment(tmp_path):
             parameter.add_(0.01)
     checkpointer.save_checkpoint(meta={"si-snr": -5.0}, name="better")
     return folder, trio
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    return write_experiment(tmp_path / "experiment")
 
 
 def test_export_reads_the_yaml_as_data(experiment, tmp_path):
@@ -130,6 +134,8 @@ def test_model_folders_write_the_sequence_layer_with_name(tmp_path):
         hparams = load_hyperpyyaml(handle)
     layer = hparams["MaskNet"].blocks[0].intra.sequence
     assert isinstance(layer, BLSTM) and layer.lstm.hidden_size == 3
+    written = (tmp_path / "hyperparams.yaml").read_bytes()
     with pytest.raises(ValueError, match="sequence_layer=.* cannot be written to hyperparams.yaml"):
         write_model_folder(str(tmp_path), 8000, Encoder(32, 8),
                            MaskNet(num_spks=2, **{**TINY, "sequence_layer": lambda dim: BLSTM(dim, 3)}))
+    assert (tmp_path / "hyperparams.yaml").read_bytes() == written  # it was emptied before the error

@@ -8,6 +8,7 @@ in a CSV with ``$data_root`` paths.
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -35,13 +36,13 @@ def model_dir(tmp_path_factory):
     return write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
-def _write_set(folder, frames=RATE // 4):
+def write_scoring_set(folder, frames=RATE // 4, ids=IDS):
     """``folder/mix``, ``s1``, ``s2`` with one file per ID, and ``folder/set.csv`` listing them
     under ``$data_root``; returns the CSV's path."""
     rng = np.random.default_rng(0)
     time = np.arange(frames) / RATE
     rows = []
-    for index, utterance_id in enumerate(IDS):
+    for index, utterance_id in enumerate(ids):
         sources = [0.3 * np.sin(2 * np.pi * (150 + 100 * index) * (spk + 1) * time)
                    + 0.05 * rng.standard_normal(frames) for spk in range(2)]
         row = {"ID": utterance_id, "duration": frames / RATE}
@@ -60,7 +61,7 @@ def _write_set(folder, frames=RATE // 4):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
-    _write_set(folder)
+    write_scoring_set(folder)
     return folder
 
 
@@ -164,7 +165,7 @@ def test_progress_bar_over_utterances_unless_quiet(model_dir, data_dir, tmp_path
 
 def test_unscorable_utterances_give_one_line_each_and_exit_1(model_dir, tmp_path, capsys):
     data = tmp_path / "data"
-    _write_set(data)
+    write_scoring_set(data)
     (data / "s2" / "u1.wav").unlink()
     sf.write(str(data / "s1" / "u2.wav"), np.zeros(RATE // 8), RATE)
     status = _run(data, "--model", model_dir, "--out", tmp_path / "out", "--quiet")
@@ -178,12 +179,79 @@ def test_unscorable_utterances_give_one_line_each_and_exit_1(model_dir, tmp_path
     assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["failed"] == 2
 
 
+def _strict_json(path):
+    """``path`` read as strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` fail the test."""
+    def not_json(constant):
+        pytest.fail(f"{path} holds {constant}, which is not JSON")
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=not_json)
+
+
+def test_undefined_scores_lose_only_their_utterance(model_dir, tmp_path, capsys):
+    """A silent reference or the mixture given as both references made BSS-Eval raise, and the
+    whole evaluation ended with nothing written; a silent mixture (the model's estimates silent
+    too) fails inside BSS-Eval."""
+    data = tmp_path / "data"
+    write_scoring_set(data, ids=IDS + ["u3"])
+    sf.write(str(data / "s2" / "u1.wav"), np.zeros(RATE // 4), RATE, subtype="FLOAT")
+    for name in ("s1", "s2"):
+        shutil.copyfile(data / "mix" / "u2.wav", data / name / "u2.wav")
+    sf.write(str(data / "mix" / "u3.wav"), np.zeros(RATE // 4), RATE, subtype="FLOAT")
+    assert _run(data, "--model", model_dir, "--out", tmp_path / "out", "--quiet") == 1
+    captured = capsys.readouterr()
+    lines = _stderr_lines(captured.err)
+    assert lines[:2] == [
+        f"{ERROR}u1: {data / 's2' / 'u1.wav'}: the reference is silent (all zeros), so its scores are undefined",
+        f"{ERROR}u2: {data / 's2' / 'u2.wav'}: the reference is the same signal as {data / 's1' / 'u2.wav'}, "
+        "so BSS-Eval is undefined",
+    ]
+    assert len(lines) == 3 and lines[2].startswith(f"{ERROR}u3: {data / 'mix' / 'u3.wav'}: the metrics cannot be "
+                                                   "computed ("), lines
+    assert captured.out.startswith("1 of 4 utterances scored: ")
+    assert [row["ID"] for row in _read_scores(tmp_path / "out")] == ["u0", "mean"]
+    assert _strict_json(tmp_path / "out" / "summary.json")["failed"] == 3
+
+
+def test_scores_that_are_not_finite_are_null_in_summary_json(model_dir, tmp_path, capsys):
+    """BSS-Eval's 512-tap filter fits a 300-sample utterance exactly: SAR is infinite."""
+    write_scoring_set(tmp_path / "data", frames=300)
+    assert _run(tmp_path / "data", "--model", model_dir, "--out", tmp_path / "out", "--quiet") == 0
+    scores = _read_scores(tmp_path / "out")
+    assert "inf" in {row["sar"] for row in scores}  # the CSV keeps Python's text for it
+    summary = _strict_json(tmp_path / "out" / "summary.json")
+    assert summary["means"]["sar"] is None
+    assert summary["means"]["si-snr"] == pytest.approx(float(scores[-1]["si-snr"]), abs=0)
+
+
+def test_malformed_rows_give_one_line_each_and_the_others_are_scored(model_dir, tmp_path, capsys):
+    """A row with too few fields gave a TypeError traceback."""
+    csv_path = write_scoring_set(tmp_path / "data")
+    good_row = csv_path.read_text(encoding="utf-8").splitlines()[1]  # u0
+    with open(csv_path, "a", encoding="utf-8") as handle:
+        handle.write("u4,0.25,$data_root/mix/u0.wav\n")  # line 5
+        handle.write(good_row.replace("u0,", "u5,", 1) + ",extra\n")  # line 6
+        handle.write(good_row + "\n")  # line 7: u0 again
+        handle.write(good_row.replace("u0,", "u7,", 1).replace("$data_root/mix/u0.wav", "") + "\n")  # line 8
+    status = _run(csv_path, "--data-root", tmp_path / "data", "--model", model_dir, "--out", tmp_path / "out",
+                  "--quiet")
+    captured = capsys.readouterr()
+    assert status == 1
+    assert _stderr_lines(captured.err) == [
+        f"{ERROR}{csv_path}: line 5: 3 fields, the header has 5",
+        f"{ERROR}{csv_path}: line 6: 6 fields, the header has 5",
+        f"{ERROR}{csv_path}: line 7: ID u0 is on line 2 already",
+        f"{ERROR}{csv_path}: line 8: empty mix_wav",
+    ]
+    assert captured.out.startswith("3 of 7 utterances scored: ")
+    assert [row["ID"] for row in _read_scores(tmp_path / "out")] == IDS + ["mean"]
+    assert _strict_json(tmp_path / "out" / "summary.json")["failed"] == 4
+
+
 def _no_csv(folder):
     return folder / "nowhere.csv", "nowhere.csv: no such CSV or folder"
 
 
 def _no_s2_folder(folder):
-    _write_set(folder)
+    write_scoring_set(folder)
     for name in os.listdir(folder / "s2"):
         os.remove(folder / "s2" / name)
     os.rmdir(folder / "s2")
@@ -198,7 +266,8 @@ def _no_s2_column(folder):
 
 
 def _data_root_not_given(folder):
-    return _write_set(folder), "requires replacements which were not supplied. (give --data-root)"
+    return write_scoring_set(folder), "line 2: $data_root/mix/u0.wav uses $data_root, which has no value " \
+                                      "(give --data-root)"
 
 
 def _empty_folder(folder):
@@ -233,8 +302,8 @@ def test_bad_arguments_exit_as_spmamba_separate_does(model_dir, data_dir, tmp_pa
 
 
 def test_read_scoring_set_keeps_csv_order(data_dir):
-    utterances = read_scoring_set(str(data_dir / "set.csv"), 2, data_root="/data")
-    assert [u.id for u in utterances] == IDS
+    utterances, malformed = read_scoring_set(str(data_dir / "set.csv"), 2, data_root="/data")
+    assert [u.id for u in utterances] == IDS and malformed == []
     assert utterances[1].mix == "/data/mix/u1.wav" and utterances[1].sources == ["/data/s1/u1.wav", "/data/s2/u1.wav"]
 
 

@@ -1,6 +1,7 @@
 """Dynamic mixing: a reproducible, resumable stream of new mixtures of distinct speakers."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.utils.checkpoints import Checkpointer
 
 from spmamba_sb.data.dynamic_mixing import DynamicMixingDataset, DynamicMixingSampler, SourcePool
+from spmamba_sb.data.pipelines import SeparationDataError
 from tests.conftest import write_corpus
 
 
@@ -143,3 +145,26 @@ def test_speakers_from_metadata_names_or_a_clear_error(tmp_path):
     assert pool.speaker_ids == ["1089", "61", "8455"] and len(pool.speakers["61"]) == 2
     with pytest.raises(ValueError, match="3 distinct speakers"):
         DynamicMixingDataset(SourcePool({"a": [], "b": []}, []), 3, length=10, seed=0)
+
+
+@pytest.mark.parametrize("length", [200, 2000])  # a crop of a longer file, a shorter file padded
+def test_a_bad_source_file_is_named(tmp_path, length):
+    files = {}
+    for name in ("a", "b"):
+        files[name] = [(str(tmp_path / f"{name}.wav"), 800)]
+        sf.write(files[name][0][0], np.full(800, 0.1), 8000, subtype="FLOAT")
+    sf.write(files["b"][0][0], np.full(800, np.inf), 8000, subtype="FLOAT")
+    dataset = DynamicMixingDataset(SourcePool(files, []), num_spks=2, length=length, seed=0)
+    with pytest.raises(SeparationDataError, match=f"^{files['b'][0][0]}: contains NaN or Inf samples$"):
+        dataset[0]
+    (tmp_path / "b.wav").unlink()
+    with pytest.raises(SeparationDataError, match=r"b\.wav: cannot read audio \(No such file or directory\)$"):
+        dataset[0]
+
+
+def test_an_unreadable_background_is_named_with_its_row(noisy_csv):
+    with open(noisy_csv, newline="", encoding="utf-8") as handle:
+        noise = list(csv.DictReader(handle))[2]["noise_wav"]
+    os.remove(noise)
+    with pytest.raises(SeparationDataError, match=f"row r2: noise_wav='{noise}': cannot read audio \\(No such file"):
+        SourcePool.from_csv(str(noisy_csv), 2)

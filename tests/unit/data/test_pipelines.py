@@ -1,13 +1,15 @@
-"""Separation CSV datasets: crops, whole utterances, 2 and 3 speakers, bad rows."""
+"""Separation CSV datasets: crops, whole utterances, 2 and 3 speakers, bad rows and bad files."""
 
 import csv
+import os
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from speechbrain.dataio.dataloader import make_dataloader
 
-from spmamba_sb.data.pipelines import check_rows, separation_datasets
+from spmamba_sb.data.pipelines import SeparationDataError, check_rows, separation_datasets
 from tests.conftest import write_corpus
 
 
@@ -60,3 +62,53 @@ def test_missing_csv_and_columns(tmp_path):
         check_rows(str(root / "train.csv"), 3, 16000)
     with pytest.raises(ValueError, match="missing_audio='ignore'"):
         check_rows(str(root / "train.csv"), 2, 16000, missing_audio="ignore")
+
+
+def _write_samples(path, samples):
+    sf.write(path, samples, 16000, subtype="FLOAT")
+
+
+@pytest.mark.parametrize("samples,problem", [
+    (np.array([0.0, np.nan, 0.0]), "contains NaN or Inf samples"),
+    (np.array([0.0, -np.inf]), "contains NaN or Inf samples"),
+    (np.zeros(0), "no samples"),
+])
+def test_reading_samples_finds_empty_and_non_finite_files(tmp_path, samples, problem):
+    root = write_corpus(tmp_path / "c")
+    bad_id, bad_path = _break(root, "valid", "s1_wav", 1, "missing")
+    _write_samples(bad_path, samples)
+    assert check_rows(str(root / "valid.csv"), 2, 16000) == []  # the header is fine
+    with pytest.raises(SeparationDataError, match=f"row {bad_id}: s1_wav='{bad_path}': {problem}"):
+        check_rows(str(root / "valid.csv"), 2, 16000, read_samples=True)
+    csvs = [str(root / f"{split}.csv") for split in ("train", "valid", "test")]
+    with pytest.raises(SeparationDataError, match=f"{root / 'valid.csv'}: 1 row"):
+        separation_datasets(csvs, num_spks=2, sample_rate=16000, check_samples=csvs[1:])
+    _, valid, _ = separation_datasets(csvs, num_spks=2, sample_rate=16000, missing_audio="skip",
+                                      check_samples=csvs[1:])
+    assert [valid[i]["id"] for i in range(len(valid))] == ["valid0"]
+
+
+def test_a_missing_file_is_not_a_system_error(tmp_path):
+    root = write_corpus(tmp_path / "c")
+    _, bad_path = _break(root, "test", "mix_wav", 0, "missing")
+    with pytest.raises(SeparationDataError) as error:
+        check_rows(str(root / "test.csv"), 2, 16000)
+    assert f"mix_wav='{bad_path}': cannot read audio (No such file or directory)" in str(error.value)
+    assert "System error" not in str(error.value)
+
+
+def test_reading_a_bad_training_row_names_the_csv_the_row_and_the_file(tmp_path):
+    root = write_corpus(tmp_path / "c")
+    csvs = [str(root / f"{split}.csv") for split in ("train", "valid", "test")]
+    train, _, _ = separation_datasets(csvs, num_spks=2, sample_rate=16000, training_signal_len=3000)
+    bad_id, bad_path = _break(root, "train", "s2_wav", 2, "missing")
+    _write_samples(bad_path, np.full(8000, np.nan))  # after the check: found when read
+    with pytest.raises(SeparationDataError) as error:
+        train[2]
+    assert str(error.value) == f"{csvs[0]}: row {bad_id}: s2_wav='{bad_path}': contains NaN or Inf samples"
+    os.remove(bad_path)
+    with pytest.raises(SeparationDataError) as error:
+        train[2]
+    assert str(error.value) == (f"{csvs[0]}: row {bad_id}: s2_wav='{bad_path}': cannot read audio "
+                                "(No such file or directory)")
+    assert train[1]["s2_sig"].shape == (3000,)  # the other rows still read
