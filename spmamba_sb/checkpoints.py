@@ -33,11 +33,10 @@ import yaml
 from speechbrain.utils import checkpoints as sb_checkpoints
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from spmamba_sb.outputs import PARTIAL_SUFFIX
 from spmamba_sb.tensor_files import TensorFileError, load_tensor_file
 
 logger = logging.getLogger(__name__)
-
-PARTIAL_SUFFIX = ".partial"
 
 
 class Checkpointer(sb_checkpoints.Checkpointer):

@@ -13,7 +13,8 @@ from typing import List, NoReturn, Optional, Set
 from tqdm import tqdm
 
 from spmamba_sb.console import command, disk_error_message
-from spmamba_sb.data.audio_io import OutputExistsError, atomic_outputs, check_outputs, check_writable, write_audio
+from spmamba_sb.data.audio_io import write_audio
+from spmamba_sb.outputs import OutputExistsError, atomic_outputs, check_outputs, check_writable
 from spmamba_sb.export import MODEL_FILES, export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
 from spmamba_sb.model_trust import UntrustedModelError

@@ -19,7 +19,7 @@ import yaml
 from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 
-from spmamba_sb.data.audio_io import atomic_outputs, check_outputs, write_file
+from spmamba_sb.outputs import atomic_outputs, check_outputs, write_file
 from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models.reference_weights import load_reference_weights, read_reference_checkpoint, reference_settings
 from spmamba_sb.nnet.stft import STFT_SETTINGS
@@ -142,7 +142,7 @@ def write_model_folder(out_folder: str, sample_rate: int, encoder: Encoder, mask
                        save_weights: bool = False) -> None:
     """Write a model folder's ``hyperparams.yaml`` for a trio (and its weights if asked).
 
-    The files are written all or none (:func:`~spmamba_sb.data.audio_io.atomic_outputs`); existing
+    The files are written all or none (:func:`~spmamba_sb.outputs.atomic_outputs`); existing
     ones are replaced. :func:`export_model` and :func:`export_reference` check first.
 
     Arguments
@@ -302,7 +302,7 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
     ------
     FileNotFoundError
         If the experiment has no ``hyperparams.yaml`` or no checkpoint.
-    spmamba_sb.data.audio_io.OutputExistsError
+    spmamba_sb.outputs.OutputExistsError
         If a file to write exists and ``overwrite`` is off.
     ValueError
         If its hyperparameters do not define the trio (see :func:`read_experiment`), or a file
@@ -385,7 +385,7 @@ def export_reference(checkpoint: str, out_folder: str, config: Optional[str] = N
     ------
     FileNotFoundError
         If a file is missing.
-    spmamba_sb.data.audio_io.OutputExistsError
+    spmamba_sb.outputs.OutputExistsError
         If a file to write exists and ``overwrite`` is off.
     ValueError
         If the file is not a reference checkpoint, the config contradicts the weights, or a file

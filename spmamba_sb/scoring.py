@@ -22,11 +22,11 @@ import fast_bss_eval
 import numpy as np
 import torch
 
-from spmamba_sb.data.audio_io import (AUDIO_EXTENSIONS, UnreadableAudioError, atomic_outputs, read_audio, resample,
-                                      write_file)
+from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS, UnreadableAudioError, read_audio, resample
 from spmamba_sb.evaluation import separation_metrics
 from spmamba_sb.inference import AudioInputError, SPMambaSeparation
 from spmamba_sb.losses import best_permutations
+from spmamba_sb.outputs import atomic_outputs, write_file
 
 #: Metric columns always written, in order.
 CORE_METRICS = ("si-snr", "si-snr_i", "sdr", "sdr_i", "sir", "sar")
@@ -313,7 +313,7 @@ def score_utterance(
 def write_report(out_folder: str, rows: Sequence[Dict[str, float]], details: Dict) -> Dict[str, float]:
     """Write ``scores.csv`` (a row per utterance, then ``mean``), ``summary.json`` and ``si_snri.png``.
 
-    The three files are written all or none (:func:`~spmamba_sb.data.audio_io.atomic_outputs`).
+    The three files are written all or none (:func:`~spmamba_sb.outputs.atomic_outputs`).
     A score that is not finite (``sar`` is ``inf`` where the BSS-Eval filter fits an utterance
     shorter than it exactly) is written ``inf`` or ``nan`` in ``scores.csv``, as Python writes
     floats, and ``null`` in ``summary.json``, which is strict JSON. The mean of a column holding

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from spmamba_sb.data.audio_io import PARTIAL_SUFFIX, resample, write_audio_atomic, write_text_atomic
+from spmamba_sb.data.audio_io import resample, write_audio_atomic
+from spmamba_sb.outputs import PARTIAL_SUFFIX, write_text_atomic
 from spmamba_sb.data.backgrounds import BackgroundSynthesizer
 from spmamba_sb.data.corpora import SPLITS, Corpora, proportional_counts
 from spmamba_sb.data.prepare import mixture_counts, prepare_echo2mix

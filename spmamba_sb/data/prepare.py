@@ -28,7 +28,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from spmamba_sb.data.audio_io import PARTIAL_SUFFIX, write_audio_atomic, write_text_atomic
+from spmamba_sb.data.audio_io import write_audio_atomic
+from spmamba_sb.outputs import PARTIAL_SUFFIX, write_text_atomic
 from spmamba_sb.data.corpora import SPLITS, Corpora
 from spmamba_sb.data.mixing import MixtureSimulator
 from spmamba_sb.data.simulation_config import SimulationConfig

@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 
 from spmamba_sb import cli, export, scoring
-from spmamba_sb.data.audio_io import PARTIAL_SUFFIX, write_audio
+from spmamba_sb.data.audio_io import write_audio
+from spmamba_sb.outputs import PARTIAL_SUFFIX
 from tests.conftest import exit_status
 from tests.unit.test_export import write_experiment
 from tests.unit.test_inference import RATE, write_tiny_model

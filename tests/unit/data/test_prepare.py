@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spmamba_sb.data.audio_io import PARTIAL_SUFFIX
+from spmamba_sb.outputs import PARTIAL_SUFFIX
 from spmamba_sb.data.corpora import SPLITS, Corpora
 from spmamba_sb.data.mixing import MixtureSimulator
 from spmamba_sb.data.prepare import CONFIG_FILE, SKIPPED_FILE, mixture_counts, prepare_echo2mix
