@@ -18,15 +18,10 @@ naming the CSV, the row and the file (exit status 1); Ctrl-C with ``train.py: in
 (exit status 130). Any other error is a bug and keeps its traceback.
 """
 
-import difflib
-import math
-import os
 import sys
 from typing import NoReturn
 
-import ruamel.yaml
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.sampler import ReproducibleRandomSampler
 
@@ -34,92 +29,11 @@ from spmamba_sb.brain import SeparationBrain
 from spmamba_sb.console import command, disk_error_message, error_line
 from spmamba_sb.data.dynamic_mixing import DynamicMixingDataset, DynamicMixingSampler, SourcePool
 from spmamba_sb.data.pipelines import check_rows, separation_datasets
+from spmamba_sb.settings import SettingsError, load_hparams
 
 PROG = "train.py"
 USAGE_ERROR = 2  # argparse's status for a bad command line; also a bad setting
 DATA_ERROR = 1
-UNSUPPORTED_FLAGS = ("use_wham_noise",)
-# Numeric settings checked before anything runs: key -> (integers only, least value). Those in
-# NULLABLE_SETTINGS may also be null.
-SETTING_RANGES = {
-    "batch_size": (True, 1), "N_epochs": (True, 1), "num_spks": (True, 1), "sample_rate": (True, 1),
-    "training_signal_len": (True, 1), "train_epoch_size": (True, 1), "num_test_plots": (True, 0),
-    "nonfinite_patience": (True, 0), "lr": (False, 0), "ckpt_interval_minutes": (False, 0),
-    "max_train_minutes": (False, 0),
-}
-NULLABLE_SETTINGS = ("train_epoch_size", "max_train_minutes")
-
-
-def fail(message: str, status: int) -> NoReturn:
-    """End with one line ``train.py: error: <message>`` on stderr and exit status ``status``."""
-    error_line(PROG, message)
-    raise SystemExit(status)
-
-
-def load_hparams(hparams_file: str, overrides: str) -> dict:
-    """The hparams file with the command line's overrides, its objects built once the settings
-    are checked. A missing file, an override the file has no key for, bad YAML, a setting out of
-    range (see :func:`check_settings`) or a value an object of the file refuses ends with one
-    line and status 2; nothing has been built or written then."""
-    if not os.path.isfile(hparams_file):
-        close = closest_hparams_files(hparams_file)
-        fail(f"no hparams file {hparams_file!r}" + (f"; did you mean {' or '.join(close)}?" if close else ""),
-             USAGE_ERROR)
-    yaml = ruamel.yaml.YAML()  # the parser hyperpyyaml uses; tags are kept, nothing is built
-    try:
-        with open(hparams_file, encoding="utf-8") as handle:
-            keys = [str(key) for key in (yaml.load(handle) or {}) if not str(key).startswith("__")]
-        for key in (yaml.load(overrides) if overrides else None) or {}:
-            if key not in keys:
-                close = difflib.get_close_matches(str(key), keys)
-                hint = f"; did you mean {' or '.join('--' + name for name in close)}?" if close else ""
-                fail(f"--{key}: {hparams_file} has no such key{hint}", USAGE_ERROR)
-        with open(hparams_file, encoding="utf-8") as handle:
-            check_settings(yaml.load(resolve_references(handle, overrides)), hparams_file)
-        with open(hparams_file, encoding="utf-8") as handle:
-            return load_hyperpyyaml(handle, overrides)
-    except ruamel.yaml.YAMLError as error:
-        fail(f"bad YAML in {hparams_file} or its overrides: {' '.join(str(error).split())}", USAGE_ERROR)
-    except ValueError as error:  # a !PLACEHOLDER left unset, or a value an object of the file refuses
-        fail(f"{hparams_file}: {error}", USAGE_ERROR)
-
-
-def closest_hparams_files(path: str) -> list:
-    """The YAML files beside a missing ``path`` whose names are closest to its name."""
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder or "."):
-        return []
-    names = [name for name in os.listdir(folder or ".") if name.endswith((".yaml", ".yml"))]
-    return [os.path.join(folder, name) for name in difflib.get_close_matches(os.path.basename(path), names)]
-
-
-def check_settings(settings: dict, hparams_file: str) -> None:
-    """End with one line naming the key and value (status 2) at the first numeric setting out of
-    range (``SETTING_RANGES``), or a flag this script does not read.
-
-    Arguments
-    ---------
-    settings : dict
-        The hparams with references and overrides resolved, before any object is built.
-    hparams_file : str
-        Its file, for the messages.
-    """
-    for key, (integers_only, least) in SETTING_RANGES.items():
-        if key not in settings or (settings[key] is None and key in NULLABLE_SETTINGS):
-            continue
-        value = settings[key]
-        kinds = (int,) if integers_only else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not value >= least or not math.isfinite(value):
-            kind = "a whole number" if integers_only else "a number"
-            nullable = " (or null)" if key in NULLABLE_SETTINGS else ""
-            fail(f"{key}={value!r} must be {kind} >= {least}{nullable}", USAGE_ERROR)
-    enabled = [flag for flag in UNSUPPORTED_FLAGS if settings.get(flag)]
-    if enabled:
-        fail(f"{hparams_file}: {enabled} are read by SpeechBrain's stock recipes only; set them False here",
-             USAGE_ERROR)
-    if settings.get("dynamic_mixing") and not settings.get("limit_training_signal_len"):
-        fail("dynamic_mixing needs limit_training_signal_len: True (mixtures of training_signal_len samples)",
-             USAGE_ERROR)
 
 
 def is_user_error(error: Exception) -> bool:
@@ -161,10 +75,18 @@ def main(argv):
     status 130."""
     try:
         train(argv)
+    except SettingsError as error:
+        fail(str(error), USAGE_ERROR)
     except Exception as error:  # a bug (not is_user_error) keeps its traceback
         if not is_user_error(error):
             raise
         fail(one_line(error), DATA_ERROR)
+
+
+def fail(message: str, status: int) -> NoReturn:
+    """End with one line ``train.py: error: <message>`` on stderr and exit status ``status``."""
+    error_line(PROG, message)
+    raise SystemExit(status)
 
 
 def train(argv):

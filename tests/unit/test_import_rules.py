@@ -20,9 +20,10 @@ FORBIDDEN = {
     "spmamba_sb.schedules": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data",
                              *APPLICATION],
     # the boundary's helpers (how a command ends, writing files, loading tensor files, checking a
-    # model folder) stand below everything else
+    # model folder or a training's settings) stand below everything else
     **{helper: ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION]
-       for helper in ("spmamba_sb.console", "spmamba_sb.outputs", "spmamba_sb.tensor_files", "spmamba_sb.model_trust")},
+       for helper in ("spmamba_sb.console", "spmamba_sb.outputs", "spmamba_sb.tensor_files",
+                      "spmamba_sb.model_trust", "spmamba_sb.settings")},
     "spmamba_sb": ["train", "recipes", "benchmarks", "tests"],
 }
 
