@@ -109,6 +109,7 @@ def train(argv):
         data_root=hparams["data_folder"],
         missing_audio=hparams["missing_audio"],
         check_samples=[hparams["valid_data"], hparams["test_data"]],
+        min_samples=hparams["n_fft"],  # a shorter utterance fills no STFT frame
     )
     train_loader_kwargs = dict(hparams["dataloader_opts"])
     if dynamic_mixing:

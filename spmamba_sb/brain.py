@@ -1,6 +1,7 @@
 """``SeparationBrain``: SpeechBrain training, validation and testing of the trio."""
 
 import csv
+import io
 import logging
 import math
 import os
@@ -11,8 +12,10 @@ import torch
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
 from spmamba_sb.checkpoints import RandomState, TrainingClock
-from spmamba_sb.evaluation import plot_separation, separation_metrics
+from spmamba_sb.data.pipelines import SeparationDataError
+from spmamba_sb.evaluation import UndefinedMetricsError, plot_separation, separation_metrics
 from spmamba_sb.losses import best_permutations
+from spmamba_sb.outputs import write_text_atomic
 from spmamba_sb.schedules import TimeBudgetSchedule
 from spmamba_sb.trio import separate
 
@@ -56,9 +59,14 @@ class SeparationBrain(sb.Brain):
     ``lr_scheduler`` is a :class:`~spmamba_sb.schedules.TimeBudgetSchedule`, it is set before
     every optimizer step from the training minutes spent; the early stopper in ``epoch_counter`` sees the loss and a
     checkpoint is kept by lowest loss. Validation also reports SI-SNR improvement over the
-    mixture (``si-snr_i``) and the training minutes so far. The test stage writes
-    ``test_results.csv`` (one row per utterance and a mean row) and spectrogram PNGs of the
-    first ``num_test_plots`` utterances into ``output_folder``.
+    mixture (``si-snr_i``) and the training minutes so far. A validation utterance shorter than
+    one STFT frame (``n_fft`` samples) stops with a ``SeparationDataError`` naming it. The test
+    stage writes ``test_results.csv`` (one row per utterance and a mean row) and spectrogram PNGs
+    of the first ``num_test_plots`` scored utterances into ``output_folder``. A test utterance
+    that cannot be scored (shorter than one STFT frame, a silent reference, two identical
+    references, signals BSS-Eval fails on) costs only itself: one warning names its ID and the
+    problem, its row has empty fields, the mean row covers the scored utterances, and the test
+    line of the log gives how many were ``scored`` and ``left_out``.
 
     The training options of SpeechBrain's stock separation recipes work here too (all off in
     our YAMLs). In the training stage only:
@@ -165,6 +173,40 @@ class SeparationBrain(sb.Brain):
         if spent and hasattr(self.hparams.epoch_counter, "should_stop"):
             logger.info("training time budget (%s min) already spent", self.hparams.max_train_minutes)
             self.hparams.epoch_counter.should_stop = True
+
+    def evaluate_batch(self, batch, stage):
+        """The base class's evaluation of a batch, after checking its utterances' lengths.
+
+        A validation utterance shorter than one STFT frame raises ``SeparationDataError``. In the
+        test stage each such utterance is left out (see ``_record_test``); a batch of only such
+        utterances is not separated and its loss is NaN, which the base class leaves out of the
+        stage's average.
+        """
+        lengths = self._utterance_lengths(batch)
+        short = [(utterance_id, length) for utterance_id, length in zip(batch.id, lengths)
+                 if length < self.hparams.n_fft]
+        if short and stage == sb.Stage.VALID:
+            utterance_id, length = short[0]
+            raise SeparationDataError(f"validation utterance {utterance_id}: {self._too_short(length)}")
+        if stage == sb.Stage.TEST and len(short) == len(lengths):
+            for utterance_id, length in short:
+                self._leave_out(utterance_id, self._too_short(length))
+            return torch.tensor(float("nan"))
+        return super().evaluate_batch(batch, stage)
+
+    def _utterance_lengths(self, batch) -> list:
+        """Each mixture's length in samples, without padding."""
+        padded_length = batch.mix_sig.data.shape[1]
+        return [int(round(relative.item() * padded_length)) for relative in batch.mix_sig.lengths]
+
+    def _too_short(self, length: int) -> str:
+        return f"{length} samples, shorter than one STFT frame (n_fft={self.hparams.n_fft})"
+
+    def _leave_out(self, utterance_id: str, problem: str) -> None:
+        """Log why a test utterance is not scored; give it a row with empty fields."""
+        logger.warning("test utterance %s left out of the means: %s", utterance_id, problem)
+        self.test_rows.append({"ID": utterance_id})
+        self.test_left_out += 1
 
     def compute_forward(self, batch, stage):
         """Separate the batch's mixtures, augmented first in the training stage.
@@ -286,22 +328,31 @@ class SeparationBrain(sb.Brain):
         return mean
 
     def _record_test(self, batch, targets, predictions):
+        """Score each utterance of a test batch, plot and save the first ones; leave out (with a
+        warning naming it) one shorter than one STFT frame or whose metrics are undefined."""
         mix = batch.mix_sig.data
         orders = best_permutations(targets, predictions)
-        for index, utterance_id in enumerate(batch.id):
-            length = int(round(batch.mix_sig.lengths[index].item() * mix.shape[1]))
+        for index, (utterance_id, length) in enumerate(zip(batch.id, self._utterance_lengths(batch))):
+            if length < self.hparams.n_fft:
+                self._leave_out(utterance_id, self._too_short(length))
+                continue
             refs, ests = targets[index, :length], predictions[index, :length][:, list(orders[index])]
-            row = {"ID": utterance_id, **separation_metrics(mix[index, :length], refs, ests)}
+            try:
+                row = {"ID": utterance_id, **separation_metrics(mix[index, :length], refs, ests)}
+            except UndefinedMetricsError as error:
+                self._leave_out(utterance_id, str(error))
+                continue
             self.test_rows.append(row)
+            scored = len(self.test_rows) - self.test_left_out
             if not if_main_process():
                 continue
-            if len(self.test_rows) <= self.hparams.num_test_plots:
+            if scored <= self.hparams.num_test_plots:
                 plot_separation(
                     os.path.join(self.hparams.output_folder, "test_plots", f"{utterance_id}.png"),
                     mix[index, :length], refs, ests, self.hparams.sample_rate,
                     title=f"{utterance_id}: SI-SNRi {row['si-snr_i']:.1f} dB", n_fft=self.hparams.n_fft,
                 )
-            if getattr(self.hparams, "save_audio", False) and len(self.test_rows) <= self.hparams.n_audio_to_save:
+            if getattr(self.hparams, "save_audio", False) and scored <= self.hparams.n_audio_to_save:
                 self._save_audio(utterance_id, mix[index, :length], refs, ests)
 
     def _save_audio(self, utterance_id: str, mix: torch.Tensor, refs: torch.Tensor, ests: torch.Tensor):
@@ -341,6 +392,7 @@ class SeparationBrain(sb.Brain):
             self.valid_improvements = []
         else:
             self.test_rows = []
+            self.test_left_out = 0
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, anneal, early-stop and checkpoint after validation; write results after test."""
@@ -352,9 +404,9 @@ class SeparationBrain(sb.Brain):
             if self.training_budget_spent(self.shared_training_seconds()):
                 logger.info("training time budget (%s min) spent", self.hparams.max_train_minutes)
             return
-        stats = {"si-snr": -stage_loss}
         if stage == sb.Stage.VALID:
-            stats["si-snr_i"] = float(torch.cat(self.valid_improvements).mean()) if self.valid_improvements else 0.0
+            improvement = float(torch.cat(self.valid_improvements).mean()) if self.valid_improvements else 0.0
+            stats = {"si-snr": -stage_loss, "si-snr_i": improvement}
             if isinstance(self.hparams.lr_scheduler, TimeBudgetSchedule):
                 current_lr = self.optimizer.param_groups[0]["lr"]
             else:
@@ -367,18 +419,25 @@ class SeparationBrain(sb.Brain):
             self.checkpointer.save_and_keep_only(meta={"si-snr": stage_loss}, min_keys=["si-snr"])
         else:
             means = self._write_test_results() if if_main_process() else {}
+            counts = {"scored": len(self.test_rows) - self.test_left_out, "left_out": self.test_left_out}
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch loaded": self.hparams.epoch_counter.current}, test_stats={**stats, **means}
+                stats_meta={"epoch loaded": self.hparams.epoch_counter.current}, test_stats={**means, **counts}
             )
 
     def _write_test_results(self) -> dict:
-        """Write ``test_results.csv`` with a mean row; return the means."""
-        means = {key: sum(row[key] for row in self.test_rows) / max(len(self.test_rows), 1) for key in METRICS}
+        """Write ``test_results.csv`` (under a temporary name, then renamed): a row per utterance
+        (empty fields for one left out), then the mean row over the scored ones; return the means
+        (none if no utterance was scored). A score that is not finite is written as Python
+        writes it (``inf``, ``nan``), and so is the mean of its column."""
+        scored = [row for row in self.test_rows if row.keys() >= set(METRICS)]
+        means = {key: sum(row[key] for row in scored) / len(scored) for key in METRICS} if scored else {}
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=["ID", *METRICS])
+        writer.writeheader()
+        writer.writerows(self.test_rows)
+        writer.writerow({"ID": "mean", **means})
         path = os.path.join(self.hparams.output_folder, "test_results.csv")
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["ID", *METRICS])
-            writer.writeheader()
-            writer.writerows(self.test_rows)
-            writer.writerow({"ID": "mean", **means})
-        logger.info("test results (%d utterances) written to %s: %s", len(self.test_rows), path, means)
+        write_text_atomic(path, table.getvalue())
+        logger.info("test results (%d of %d utterances scored) written to %s: %s", len(scored),
+                    len(self.test_rows), path, means)
         return means

@@ -18,7 +18,8 @@ from spmamba_sb.outputs import OutputExistsError, atomic_outputs, check_outputs,
 from spmamba_sb.export import MODEL_FILES, export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
 from spmamba_sb.model_trust import UntrustedModelError
-from spmamba_sb.scoring import (REPORT_FILES, ScoringError, optional_metrics, read_scoring_set, score_utterance,
+from spmamba_sb.evaluation import UndefinedMetricsError
+from spmamba_sb.scoring import (REPORT_FILES, optional_metrics, read_scoring_set, score_utterance,
                                 write_report)
 from spmamba_sb.tensor_files import TensorFileError
 
@@ -200,7 +201,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> None:
     for utterance in tqdm(utterances, desc="scoring", unit="utt", disable=args.quiet, file=sys.stderr):
         try:
             rows.append(score_utterance(separator, utterance, args.chunk_seconds, args.overlap_seconds, extra_metrics))
-        except (AudioInputError, ScoringError, OSError) as error:  # this utterance's problem: report it, go on
+        except (AudioInputError, UndefinedMetricsError, OSError) as error:  # this utterance's problem: report it, go on
             fail(f"{utterance.id}: {_describe(error)}")
     total = len(utterances) + len(malformed)
     if not rows:

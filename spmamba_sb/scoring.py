@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS, UnreadableAudioError, read_audio, resample
-from spmamba_sb.evaluation import separation_metrics
+from spmamba_sb.evaluation import UndefinedMetricsError, check_references, first_line, separation_metrics
 from spmamba_sb.inference import AudioInputError, SPMambaSeparation
 from spmamba_sb.losses import best_permutations
 from spmamba_sb.outputs import atomic_outputs, write_file
@@ -49,18 +49,6 @@ class ScoringSet(NamedTuple):
 
     utterances: List[Utterance]
     malformed: List[str]
-
-
-class ScoringError(Exception):
-    """An utterance whose scores are undefined (a silent reference, two identical references, ...).
-
-    The message is ``<file>: <problem>``.
-
-    Example
-    -------
-    >>> str(ScoringError("s2/a.wav: the reference is silent (all zeros)"))
-    's2/a.wav: the reference is silent (all zeros)'
-    """
 
 
 def read_scoring_set(data: str, num_spks: int, data_root: Optional[str] = None) -> ScoringSet:
@@ -281,7 +269,7 @@ def score_utterance(
     ------
     AudioInputError
         If a file cannot be read or separated, or a reference's length differs from the mixture's.
-    ScoringError
+    UndefinedMetricsError
         If the scores are undefined: a reference is silent, two references hold the same
         signal, or BSS-Eval fails on the signals.
     """
@@ -291,22 +279,16 @@ def score_utterance(
         references = [torch.from_numpy(read_audio(path, rate)).float() for path in utterance.sources]
     except UnreadableAudioError as error:
         raise AudioInputError(str(error)) from error
-    for index, (path, reference) in enumerate(zip(utterance.sources, references)):
+    for path, reference in zip(utterance.sources, references):
         if reference.shape[0] != mix.shape[0]:
             raise AudioInputError(f"{path}: {reference.shape[0]} samples at the model's rate, "
                                   f"the mixture {utterance.mix} has {mix.shape[0]}")
-        if not reference.any():
-            raise ScoringError(f"{path}: the reference is silent (all zeros), so its scores are undefined")
-        same = [other for other, earlier in zip(utterance.sources, references[:index])
-                if torch.equal(earlier, reference)]
-        if same:
-            raise ScoringError(f"{path}: the reference is the same signal as {same[0]}, so BSS-Eval is undefined")
+    check_references(torch.stack(references, dim=-1), utterance.sources)  # before the separation's work
     estimates = separator.separate_file(utterance.mix, chunk_seconds, overlap_seconds)[0]  # [L, S]
     try:
         scores = utterance_metrics(mix, torch.stack(references, dim=-1), estimates, rate, extra_metrics)
-    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # torch's LinAlgError is a RuntimeError
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ScoringError(f"{utterance.mix}: the metrics cannot be computed ({reason})") from error
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as error:  # BSS-Eval; torch's LinAlgError is a RuntimeError
+        raise UndefinedMetricsError(f"{utterance.mix}: the metrics cannot be computed ({first_line(error)})") from error
     return {"ID": utterance.id, **scores}
 
 

@@ -56,6 +56,7 @@ def check_rows(
     data_root: str = "",
     missing_audio: str = "fatal",
     read_samples: bool = False,
+    min_samples: int = 1,
 ) -> List[str]:
     """Find rows whose audio is missing, unreadable or at the wrong sample rate, and with
     ``read_samples`` also empty or holding NaN or Inf samples.
@@ -75,6 +76,9 @@ def check_rows(
     read_samples : bool
         Read every file whole (for small sets such as validation and test); otherwise only
         the headers are read.
+    min_samples : int
+        With ``read_samples``, the fewest samples a file may hold (the model's ``n_fft``: a
+        shorter utterance fills no STFT frame).
 
     Returns
     -------
@@ -115,7 +119,7 @@ def check_rows(
         for row in reader:
             for column in audio_columns(num_spks):
                 path = row[column].replace("$data_root", data_root)
-                problem = _file_problem(path, sample_rate, read_samples)
+                problem = _file_problem(path, sample_rate, read_samples, min_samples)
                 if problem is not None:
                     problems[row["ID"]] = f"{column}={path!r}: {problem}"
                     break
@@ -130,21 +134,23 @@ def check_rows(
     return list(problems)
 
 
-def _file_problem(path: str, sample_rate: int, read_samples: bool) -> Optional[str]:
+def _file_problem(path: str, sample_rate: int, read_samples: bool, min_samples: int = 1) -> Optional[str]:
     """Why an audio file of a row cannot be used, or None."""
     try:
         rate = sf.info(path).samplerate
         if rate != sample_rate:
             return f"{rate} Hz, expected {sample_rate} Hz"
-        return _samples_problem(read_segment(path)) if read_samples else None
+        return _samples_problem(read_segment(path), min_samples) if read_samples else None
     except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
         return f"cannot read audio ({read_failure(path, error)})"
 
 
-def _samples_problem(samples: torch.Tensor) -> Optional[str]:
+def _samples_problem(samples: torch.Tensor, min_samples: int = 1) -> Optional[str]:
     """Why samples read from a file cannot be trained or scored on, or None."""
     if samples.numel() == 0:
         return "no samples"
+    if samples.numel() < min_samples:
+        return f"{samples.numel()} samples, shorter than one STFT frame ({min_samples} samples)"
     if not torch.isfinite(samples).all():
         return "contains NaN or Inf samples"
     return None
@@ -205,6 +211,7 @@ def separation_datasets(
     data_root: str = "",
     missing_audio: str = "fatal",
     check_samples: Sequence[str] = (),
+    min_samples: int = 1,
 ) -> Tuple[DynamicItemDataset, ...]:
     """Train, valid and test datasets from separation CSVs.
 
@@ -227,6 +234,8 @@ def separation_datasets(
         The CSVs of ``csv_paths`` whose files are read whole now, so that empty files and NaN or
         Inf samples are found before training (small sets such as valid and test). The others'
         files are checked as they are read.
+    min_samples : int
+        The fewest samples a file of ``check_samples`` may hold (see :func:`check_rows`).
 
     Returns
     -------
@@ -242,7 +251,7 @@ def separation_datasets(
     datasets = []
     for index, csv_path in enumerate(csv_paths):
         skip = set(check_rows(csv_path, num_spks, sample_rate, data_root, missing_audio,
-                              read_samples=csv_path in check_samples))
+                              read_samples=csv_path in check_samples, min_samples=min_samples))
         dataset = DynamicItemDataset.from_csv(csv_path, replacements={"data_root": data_root})
         if skip:
             keep = [item_id for item_id in dataset.data_ids if item_id not in skip]

@@ -88,6 +88,17 @@ def test_reading_samples_finds_empty_and_non_finite_files(tmp_path, samples, pro
     assert [valid[i]["id"] for i in range(len(valid))] == ["valid0"]
 
 
+def test_reading_samples_finds_utterances_shorter_than_one_stft_frame(tmp_path):
+    root = write_corpus(tmp_path / "c")
+    bad_id, bad_path = _break(root, "test", "mix_wav", 0, "missing")
+    _write_samples(bad_path, np.full(100, 0.1))
+    csvs = [str(root / f"{split}.csv") for split in ("train", "valid", "test")]
+    separation_datasets(csvs, num_spks=2, sample_rate=16000, check_samples=csvs[1:], min_samples=100)
+    message = f"row {bad_id}: mix_wav='{bad_path}': 100 samples, shorter than one STFT frame \\(101 samples\\)"
+    with pytest.raises(SeparationDataError, match=message):
+        separation_datasets(csvs, num_spks=2, sample_rate=16000, check_samples=csvs[1:], min_samples=101)
+
+
 def test_a_missing_file_is_not_a_system_error(tmp_path):
     root = write_corpus(tmp_path / "c")
     _, bad_path = _break(root, "test", "mix_wav", 0, "missing")
