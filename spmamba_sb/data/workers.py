@@ -6,7 +6,9 @@ started by :func:`worker_pool` exit as soon as their parent is gone: on Linux th
 them (``prctl(PR_SET_PDEATHSIG)``, which follows the thread that started them: make the pool in
 a thread that outlives it), elsewhere a thread in each worker notices that its parent process
 changed. Workers ignore Ctrl-C, which the parent handles: it cancels the tasks not
-started, lets the running ones finish (their files are written whole), and re-raises.
+started, lets the running ones finish (their files are written whole), and re-raises. Each
+worker of a pool of several computes on one thread (OpenMP's and PyTorch's thread counts), so
+that N workers keep N cores busy instead of contending for them.
 """
 
 import contextlib
@@ -60,7 +62,7 @@ def worker_pool(num_workers: int, initializer: Optional[Callable[..., None]] = N
     [1, 2]
     """
     executor = ProcessPoolExecutor(max_workers=num_workers, mp_context=_CONTEXT, initializer=_start_worker,
-                                   initargs=(os.getpid(), initializer, initargs))
+                                   initargs=(os.getpid(), num_workers > 1, initializer, initargs))
     try:
         yield executor
     except BaseException:
@@ -69,11 +71,21 @@ def worker_pool(num_workers: int, initializer: Optional[Callable[..., None]] = N
     executor.shutdown(wait=True)
 
 
-def _start_worker(parent_pid: int, initializer: Optional[Callable[..., None]], initargs: Tuple[Any, ...]) -> None:
+def _start_worker(parent_pid: int, one_thread: bool, initializer: Optional[Callable[..., None]],
+                  initargs: Tuple[Any, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _bind_to_parent(parent_pid)
+    if one_thread:
+        _compute_on_one_thread()
     if initializer is not None:
         initializer(*initargs)
+
+
+def _compute_on_one_thread() -> None:
+    """Limit this process's thread pools to one thread: OpenMP's (for libraries imported later) and PyTorch's."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _bind_to_parent(parent_pid: int) -> None:
