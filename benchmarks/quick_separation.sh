@@ -11,6 +11,8 @@
 #                                                     #   ABLATION minutes each (default 8)
 #   benchmarks/quick_separation.sh versus [MINUTES]   # SPMamba and TF-GridNet under the recipe, ABLATION
 #                                                     #   minutes each
+#   benchmarks/quick_separation.sh learning [MINUTES] # learning per minute: the recipe / SI-SNR loss /
+#                                                     #   batch 8 / 1 s crops, ABLATION minutes each
 #   benchmarks/quick_separation.sh warmup             # compile the models' graphs on a tiny corpus
 #                                                     #   (beside prepare), so timed runs start warm
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
@@ -31,8 +33,8 @@ cd "$(dirname "$0")/.."
 
 TASK=${TASK:-clean8k}
 case "$TASK" in
-    clean8k) CORPUS=(--preset clean --sample-rate 8000); TASK_ARGS=() ;;
-    noisy16k) CORPUS=(--sample-rate 16000)
+    clean8k) CORPUS=(--preset clean --sample-rate 8000); TASK_ARGS=(); RATE=8000 ;;
+    noisy16k) CORPUS=(--sample-rate 16000); RATE=16000
               TASK_ARGS=(--sample_rate 16000 --n_fft 512 --hop_length 128 --training_signal_len 32000) ;;
     *) echo "TASK must be clean8k or noisy16k, got '$TASK'" >&2; exit 2 ;;
 esac
@@ -59,6 +61,9 @@ prepare() {
 COMPILED=(--compile --compile_module_keys masknet)  # SpeechBrain's torch.compile of the mask net
 TFGRIDNET=(--sequence_layer '!ref <blstm>')          # the same recipe with BLSTMs: TF-GridNet
 AUGMENTED=(--use_speedperturb True --use_rand_shift True --use_wavedrop True)  # SpeechBrain's augmentations
+SI_SNR=(--loss '!name:spmamba_sb.losses.pit_si_snr_loss')  # the scale-invariant loss instead of the paper's SNR
+BATCH8=(--batch_size 8)
+CROP1S=(--training_signal_len "$RATE")  # 1 s crops: half the step, twice the steps
 
 train() {  # NAME MINUTES [overrides...]
     if [ "$COMPILE" = 1 ]; then
@@ -101,9 +106,19 @@ versus() {  # MINUTES
     curves versus.png versus.json "SPMamba=$(experiment spmamba)" "TF-GridNet=$(experiment tfgridnet)"
 }
 
+learning() {  # MINUTES
+    train recipe "$1"
+    train si-snr "$1" "${SI_SNR[@]}"
+    train batch8 "$1" "${BATCH8[@]}"
+    train crop1s "$1" "${CROP1S[@]}"
+    curves learning.png learning.json "recipe=$(experiment recipe)" "SI-SNR loss=$(experiment si-snr)" \
+        "batch 8=$(experiment batch8)" "1 s crops=$(experiment crop1s)"
+}
+
 warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: PyTorch's compile cache
             # keeps the graphs, so no timed run spends its minutes on a cold compile (speed perturbation
-            # shortens the crop, so the augmented arm has graphs of its own)
+            # shortens the crop, so the augmented arm has graphs of its own, as have the batch and crop
+            # arms of `learning`)
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
     local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}") runs=()
     spmamba-prepare-demo --out "$tiny/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 --hours-test 0.01 \
@@ -111,6 +126,8 @@ warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: Py
     DATA="$tiny/data" RESULTS="$tiny" run_train spmamba 5 "${steps[@]}" & runs+=($!)
     DATA="$tiny/data" RESULTS="$tiny" run_train spmamba-augmented 5 "${steps[@]}" "${AUGMENTED[@]}" & runs+=($!)
     DATA="$tiny/data" RESULTS="$tiny" run_train tfgridnet 5 "${steps[@]}" "${TFGRIDNET[@]}" & runs+=($!)
+    DATA="$tiny/data" RESULTS="$tiny" run_train batch8 5 "${steps[@]}" "${BATCH8[@]}" & runs+=($!)
+    DATA="$tiny/data" RESULTS="$tiny" run_train crop1s 5 "${steps[@]}" "${CROP1S[@]}" & runs+=($!)
     for run in "${runs[@]}"; do wait "$run"; done
 }
 
@@ -127,9 +144,10 @@ case "${1:-}" in
     train) train "$MODEL" "${2:-$BUDGET}" ;;
     ablation) ablation "${2:-$ABLATION}" ;;
     versus) versus "${2:-$ABLATION}" ;;
+    learning) learning "${2:-$ABLATION}" ;;
     warmup) warmup ;;
     plot) plot ;;
     check) check ;;
     all) prepare; train "$MODEL" "$BUDGET"; plot; check ;;
-    *) sed -n '2,28p' "$0"; exit 2 ;;
+    *) sed -n '2,30p' "$0"; exit 2 ;;
 esac

@@ -103,11 +103,32 @@ def test_warmup_compiles_each_model_and_the_augmented_arm_on_a_tiny_corpus_of_th
         assert settings["--data_folder"] == f"{results}/warmup/data"
         assert settings["--n_fft"] == "512" and settings["--train_epoch_size"] == "80" and "--compile" in settings
         runs[settings["--output_folder"]] = train
-    spmamba, augmented, tfgridnet = (runs.pop(f"{results}/warmup/{name}/1234")
-                                     for name in ("spmamba", "spmamba-augmented", "tfgridnet"))
+    spmamba, augmented, tfgridnet, batch8, crop1s = (
+        runs.pop(f"{results}/warmup/{name}/1234")
+        for name in ("spmamba", "spmamba-augmented", "tfgridnet", "batch8", "crop1s"))
     assert not runs
     assert "--sequence_layer" not in spmamba + augmented and tfgridnet.endswith("--sequence_layer !ref <blstm>")
     assert "--use_speedperturb True" in augmented and "--use_speedperturb" not in spmamba + tfgridnet
+    assert batch8.endswith("--batch_size 8") and crop1s.endswith("--training_signal_len 16000")
+    assert crop1s.count("--training_signal_len") == 1  # the 1 s crop replaces the task's 2 s
+
+
+@pytest.mark.parametrize("task, one_second", [("clean8k", "8000"), ("noisy16k", "16000")])
+def test_learning_trains_four_arms_for_the_same_minutes_and_plots_them(tmp_path, task, one_second):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "learning", TASK=task, ABLATION="5", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    recipe, si_snr, batch8, crop1s, plot = calls
+    for train, name in ((recipe, "recipe"), (si_snr, "si-snr"), (batch8, "batch8"), (crop1s, "crop1s")):
+        words = train.split()
+        assert f"{results}/{name}/1234" in words and words[words.index("--max_train_minutes") + 1] == "5"
+    assert si_snr.endswith("--loss !name:spmamba_sb.losses.pit_si_snr_loss") and "--loss" not in recipe
+    assert batch8.endswith("--batch_size 8") and "--batch_size" not in recipe + si_snr + crop1s
+    words = crop1s.split()
+    assert words.count("--training_signal_len") == 1 and words[words.index("--training_signal_len") + 1] == one_second
+    assert plot.split(" ", 1)[1] == (f"benchmarks/plot_training.py --out {results}/learning.png "
+                                     f"recipe={results}/recipe/1234 SI-SNR loss={results}/si-snr/1234 "
+                                     f"batch 8={results}/batch8/1234 1 s crops={results}/crop1s/1234")
 
 
 def test_warmup_stops_when_a_warm_up_run_fails(tmp_path):
