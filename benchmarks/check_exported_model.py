@@ -15,17 +15,17 @@ import torch
 from speechbrain.inference.separation import SepformerSeparation
 
 from spmamba_sb.data.audio_io import read_audio
-from spmamba_sb.evaluation import separation_metrics
+from spmamba_sb.scoring import separation_metrics
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model folder written by spmamba-export")
     parser.add_argument("csv", help="separation CSV holding the mixture")
     parser.add_argument("id", help="the mixture's ID in the CSV")
     parser.add_argument("--separated", nargs="+", default=[], help="spmamba-separate's outputs for it")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with open(args.csv, newline="", encoding="utf-8") as handle:
         row = next(r for r in csv.DictReader(handle) if r["ID"] == args.id)

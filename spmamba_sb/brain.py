@@ -1,7 +1,5 @@
 """``SeparationBrain``: SpeechBrain training, validation and testing of the trio."""
 
-import csv
-import io
 import logging
 import math
 import os
@@ -13,15 +11,13 @@ from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
 from spmamba_sb.checkpoints import RandomState, TrainingClock
 from spmamba_sb.data.pipelines import SeparationDataError
-from spmamba_sb.evaluation import UndefinedMetricsError, plot_separation, separation_metrics
-from spmamba_sb.losses import best_permutations
-from spmamba_sb.outputs import write_text_atomic
+from spmamba_sb.plots import plot_separation
 from spmamba_sb.schedules import TimeBudgetSchedule
+from spmamba_sb.scoring import CORE_METRICS, UndefinedMetricsError, utterance_metrics, write_scores
 from spmamba_sb.trio import separate
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("si-snr", "si-snr_i", "sdr", "sdr_i")
 # Training augmentation flag -> the hparams it needs.
 AUGMENTATION_KEYS = {
     "use_speedperturb": ("speed_perturb",),
@@ -61,7 +57,10 @@ class SeparationBrain(sb.Brain):
     checkpoint is kept by lowest loss. Validation also reports SI-SNR improvement over the
     mixture (``si-snr_i``) and the training minutes so far. A validation utterance shorter than
     one STFT frame (``n_fft`` samples) stops with a ``SeparationDataError`` naming it. The test
-    stage writes ``test_results.csv`` (one row per utterance and a mean row) and spectrogram PNGs
+    stage scores each utterance with :mod:`spmamba_sb.scoring`, the scorer of ``spmamba-evaluate``
+    (the same figures), and writes ``test_results.csv`` (one row per utterance and a mean row; the
+    columns ``ID`` and :data:`~spmamba_sb.scoring.CORE_METRICS`, those of ``spmamba-evaluate``'s
+    ``scores.csv`` without its optional STOI and PESQ) and spectrogram PNGs
     of the first ``num_test_plots`` scored utterances into ``output_folder``. A test utterance
     that cannot be scored (shorter than one STFT frame, a silent reference, two identical
     references, signals BSS-Eval fails on) costs only itself: one warning names its ID and the
@@ -331,18 +330,18 @@ class SeparationBrain(sb.Brain):
         """Score each utterance of a test batch, plot and save the first ones; leave out (with a
         warning naming it) one shorter than one STFT frame or whose metrics are undefined."""
         mix = batch.mix_sig.data
-        orders = best_permutations(targets, predictions)
         for index, (utterance_id, length) in enumerate(zip(batch.id, self._utterance_lengths(batch))):
             if length < self.hparams.n_fft:
                 self._leave_out(utterance_id, self._too_short(length))
                 continue
-            refs, ests = targets[index, :length], predictions[index, :length][:, list(orders[index])]
+            refs = targets[index, :length]
             try:
-                row = {"ID": utterance_id, **separation_metrics(mix[index, :length], refs, ests)}
+                scores, ests = utterance_metrics(mix[index, :length], refs, predictions[index, :length],
+                                                 self.hparams.sample_rate)
             except UndefinedMetricsError as error:
                 self._leave_out(utterance_id, str(error))
                 continue
-            self.test_rows.append(row)
+            self.test_rows.append({"ID": utterance_id, **scores})
             scored = len(self.test_rows) - self.test_left_out
             if not if_main_process():
                 continue
@@ -350,7 +349,7 @@ class SeparationBrain(sb.Brain):
                 plot_separation(
                     os.path.join(self.hparams.output_folder, "test_plots", f"{utterance_id}.png"),
                     mix[index, :length], refs, ests, self.hparams.sample_rate,
-                    title=f"{utterance_id}: SI-SNRi {row['si-snr_i']:.1f} dB", n_fft=self.hparams.n_fft,
+                    title=f"{utterance_id}: SI-SNRi {scores['si-snr_i']:.1f} dB", n_fft=self.hparams.n_fft,
                 )
             if getattr(self.hparams, "save_audio", False) and scored <= self.hparams.n_audio_to_save:
                 self._save_audio(utterance_id, mix[index, :length], refs, ests)
@@ -425,19 +424,11 @@ class SeparationBrain(sb.Brain):
             )
 
     def _write_test_results(self) -> dict:
-        """Write ``test_results.csv`` (under a temporary name, then renamed): a row per utterance
-        (empty fields for one left out), then the mean row over the scored ones; return the means
-        (none if no utterance was scored). A score that is not finite is written as Python
-        writes it (``inf``, ``nan``), and so is the mean of its column."""
-        scored = [row for row in self.test_rows if row.keys() >= set(METRICS)]
-        means = {key: sum(row[key] for row in scored) / len(scored) for key in METRICS} if scored else {}
-        table = io.StringIO()
-        writer = csv.DictWriter(table, fieldnames=["ID", *METRICS])
-        writer.writeheader()
-        writer.writerows(self.test_rows)
-        writer.writerow({"ID": "mean", **means})
+        """Write ``test_results.csv`` atomically with :func:`~spmamba_sb.scoring.write_scores`: a
+        row per utterance (empty fields for one left out), then the mean row over the scored ones;
+        return the means (none if no utterance was scored)."""
         path = os.path.join(self.hparams.output_folder, "test_results.csv")
-        write_text_atomic(path, table.getvalue())
-        logger.info("test results (%d of %d utterances scored) written to %s: %s", len(scored),
-                    len(self.test_rows), path, means)
+        means = write_scores(path, self.test_rows, CORE_METRICS)
+        logger.info("test results (%d of %d utterances scored) written to %s: %s",
+                    len(self.test_rows) - self.test_left_out, len(self.test_rows), path, means)
         return means

@@ -18,9 +18,8 @@ from spmamba_sb.outputs import OutputExistsError, atomic_outputs, check_outputs,
 from spmamba_sb.export import MODEL_FILES, export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
 from spmamba_sb.model_trust import UntrustedModelError
-from spmamba_sb.evaluation import UndefinedMetricsError
-from spmamba_sb.scoring import (REPORT_FILES, optional_metrics, read_scoring_set, score_utterance,
-                                write_report)
+from spmamba_sb.scoring import REPORT_FILES, UndefinedMetricsError, optional_metrics, write_report
+from spmamba_sb.scoring_sets import read_scoring_set, score_utterance
 from spmamba_sb.tensor_files import TensorFileError
 
 
@@ -108,7 +107,8 @@ def separate_main(argv: Optional[List[str]] = None) -> None:
     files, as the result lines already count them and a second bar would be redrawn among them.
     """
     parser = argparse.ArgumentParser(prog="spmamba-separate", description=separate_main.__doc__)
-    parser.add_argument("inputs", nargs="+", help="audio files (any rate; channels are averaged)")
+    parser.add_argument("inputs", nargs="+",
+                        help="audio files (any rate; a multi-channel file is read at its first channel)")
     parser.add_argument("--model", required=True,
                         help="model folder (from spmamba-export), or a checkpoint of the reference implementation")
     parser.add_argument("--out", required=True, help="output folder: <name>_s1.wav, <name>_s2.wav, ...")

@@ -36,9 +36,10 @@ class AudioInputError(ValueError):
 class SPMambaSeparation(Pretrained):
     """SPMamba separation: ``from_hparams(source=DIR)``, then separate tensors or files.
 
-    ``separate_file`` reads any format soundfile reads, mixes multi-channel audio to mono by
-    averaging the channels, resamples to the model's rate (polyphase filter, see
-    :func:`~spmamba_sb.data.audio_io.read_audio`), and separates recordings longer
+    ``separate_file`` reads any format soundfile reads, takes the first channel (the reference
+    microphone, as training does) of multi-channel audio, resamples to the model's rate (polyphase
+    filter; see :func:`~spmamba_sb.data.audio_io.read_audio`, which logs the first multi-channel
+    file once at INFO), and separates recordings longer
     than ``chunk_seconds`` in overlapping chunks (see :meth:`separate_long`), so memory is
     bounded by the chunk length whatever the file's (``progress=True`` shows a tqdm bar over the
     chunks). Outputs are not rescaled; ``output_rate="input"`` resamples them back to the file's rate.
@@ -178,7 +179,8 @@ class SPMambaSeparation(Pretrained):
         Arguments
         ---------
         path : str
-            Audio file (wav, flac, ...; any rate, any number of channels).
+            Audio file (wav, flac, ...; any rate, any number of channels: a multi-channel file
+            is read at its first channel, the reference microphone).
         chunk_seconds, overlap_seconds : float
             See :meth:`separate_long`.
         progress : bool
@@ -210,7 +212,7 @@ class SPMambaSeparation(Pretrained):
         chunk, overlap = self.chunk_lengths(chunk_seconds, overlap_seconds)
         _check_output_rate(output_rate)
         try:
-            mix = torch.from_numpy(read_audio(path, self.hparams.sample_rate)).float()  # [L]
+            mix = torch.from_numpy(read_audio(path, self.hparams.sample_rate, channels="first")).float()  # [L]
         except UnreadableAudioError as error:
             raise AudioInputError(str(error)) from error
         try:

@@ -1,11 +1,27 @@
-"""Reading audio at a chosen sample rate, and writing audio files (atomically with
+"""Reading audio (one reader, :func:`read_audio`) and writing audio files (atomically with
 :func:`write_audio_atomic`, or inside :func:`spmamba_sb.outputs.atomic_outputs` with :func:`write_audio`).
+
+Every signal the package reads from an audio file goes through :func:`read_audio`, which
+reduces a multi-channel file to one signal by one of two named rules (``channels``):
+
+- ``"first"``: the first channel, the reference microphone. This is what a model with one
+  input channel takes of a mixture or a target, in training (:mod:`spmamba_sb.data.pipelines`,
+  :mod:`spmamba_sb.data.dynamic_mixing`) and at inference (``separate_file``,
+  ``spmamba-evaluate``) alike: the corpora's targets are the sources' images at the first
+  microphone, so a model trained on the first channel of its mixtures sees the same signal at
+  inference.
+- ``"mean"`` (the default): the mean of the channels. This is how the corpus simulation reads
+  a source recording (a stereo music or noise file is one sound, not a microphone array; its
+  first channel alone could miss an instrument panned to the other side).
+
+The first multi-channel file reduced under each rule is logged once at INFO.
 """
 
 import errno
 import logging
 import math
 import os
+from typing import Optional, Set
 
 import numpy as np
 import soundfile as sf
@@ -17,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Extensions read as audio when scanning folders.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: The rules of :func:`read_audio` for a multi-channel file, and what each keeps.
+CHANNEL_RULES = {"first": "the first channel, the reference microphone", "mean": "the mean of the channels"}
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
 _SFE_SYSTEM = 2  # libsndfile's error code for a failed system call (sndfile.h)
 
@@ -24,14 +42,20 @@ _SFE_SYSTEM = 2  # libsndfile's error code for a failed system call (sndfile.h)
 class UnreadableAudioError(Exception):
     """An audio file that cannot be decoded, has no samples, or holds NaN/Inf samples.
 
-    The message is ``<path>: <problem>``. The preparation skips such files and counts them
-    instead of stopping.
+    The message is ``<path>: <problem>``; ``problem`` holds its part after the path (the whole
+    message where it was not given), for callers that name the file their own way. The
+    preparation skips such files and counts them instead of stopping.
 
     Example
     -------
-    >>> str(UnreadableAudioError("a.wav: no samples"))
-    'a.wav: no samples'
+    >>> error = UnreadableAudioError("a.wav: no samples", "no samples")
+    >>> str(error), error.problem
+    ('a.wav: no samples', 'no samples')
     """
+
+    def __init__(self, message: str, problem: Optional[str] = None):
+        super().__init__(message)
+        self.problem = message if problem is None else problem
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
@@ -62,43 +86,104 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return resample_poly(samples, int(target_rate) // divisor, int(source_rate) // divisor, axis=-1)
 
 
-def read_audio(path: PathLike, sample_rate: int) -> np.ndarray:
-    """Read a file as mono float64 at ``sample_rate``: channels are averaged, other rates resampled.
+def read_audio(
+    path: PathLike, sample_rate: Optional[int], *, channels: str = "mean", start: int = 0,
+    stop: Optional[int] = None, dtype: str = "float64",
+) -> np.ndarray:
+    """Read samples ``start:stop`` of a file as one signal, multi-channel files reduced by ``channels``.
+
+    A model with one input channel reads its mixtures and targets with ``channels="first"``
+    (the reference microphone), in training and at inference; the corpus simulation reads its
+    source recordings with ``"mean"`` (see the module docstring). The first multi-channel file
+    reduced under each rule is logged once at INFO.
 
     Arguments
     ---------
     path : str or os.PathLike
         Any file libsndfile reads (WAV, FLAC, OGG, ...).
-    sample_rate : int
-        Sample rate of the returned signal.
+    sample_rate : int or None
+        Sample rate of the returned signal (others are resampled with :func:`resample`), or
+        None for the file's own rate.
+    channels : str
+        One of :data:`CHANNEL_RULES`: ``"first"`` keeps the first channel, ``"mean"`` averages them.
+    start, stop : int
+        The samples to read, counted at the file's own rate (``stop`` None: to the end), before
+        any resampling; a crop reads only its part of the file.
+    dtype : str
+        ``"float64"`` or ``"float32"``, as libsndfile decodes it.
 
     Returns
     -------
     np.ndarray
-        [L], float64.
+        [L], of ``dtype`` (float64 after resampling).
 
     Raises
     ------
     UnreadableAudioError
-        If the file is missing, a folder, empty or cannot be decoded, has no samples or
-        holds NaN/Inf samples.
+        If the file is missing, a folder, empty or cannot be decoded, has no samples (in
+        ``start:stop``) or the kept signal holds NaN/Inf samples.
+    ValueError
+        If ``channels`` is not one of :data:`CHANNEL_RULES`.
+
+    Example
+    -------
+    >>> path = os.path.join(getfixture("tmp_path"), "stereo.wav")
+    >>> write_audio_atomic(path, np.stack([np.full(800, 0.2), np.full(800, 0.4)]), 8000)
+    >>> read_audio(path, 16000, channels="first").shape
+    (1600,)
+    >>> float(read_audio(path, None, channels="mean", start=10, stop=12, dtype="float32")[0])
+    0.30000001192092896
+    """
+    if channels not in CHANNEL_RULES:
+        raise ValueError(f"channels must be one of {', '.join(map(repr, CHANNEL_RULES))}, got {channels!r}")
+    try:
+        data, file_rate = sf.read(os.fspath(path), start=start, stop=stop, dtype=dtype, always_2d=True)  # [L, C]
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as error:
+        raise _unreadable(path, f"cannot read audio ({read_failure(path, error)})") from error
+    if data.shape[0] == 0:
+        raise _unreadable(path, "no samples")
+    if data.shape[1] > 1:
+        _log_reduction_once(path, data.shape[1], channels)
+    signal = np.ascontiguousarray(data[:, 0]) if channels == "first" else data.mean(axis=1)  # [L]
+    if not np.isfinite(signal).all():
+        raise _unreadable(path, "contains NaN or Inf samples")
+    return resample(signal, file_rate, file_rate if sample_rate is None else sample_rate)
+
+
+def audio_info(path: PathLike) -> "sf._SoundFileInfo":
+    """A file's header: ``samplerate``, ``frames``, ``channels`` (soundfile's ``info``).
+
+    Raises
+    ------
+    UnreadableAudioError
+        If the file is missing, a folder, empty or not audio.
 
     Example
     -------
     >>> path = os.path.join(getfixture("tmp_path"), "tone.wav")
     >>> write_audio_atomic(path, np.zeros(800), 8000)
-    >>> read_audio(path, 16000).shape
-    (1600,)
+    >>> audio_info(path).frames
+    800
     """
     try:
-        data, file_rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)
+        return sf.info(os.fspath(path))
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as error:
-        raise UnreadableAudioError(f"{path}: cannot read audio ({read_failure(path, error)})") from error
-    if data.shape[0] == 0:
-        raise UnreadableAudioError(f"{path}: no samples")
-    if not np.isfinite(data).all():
-        raise UnreadableAudioError(f"{path}: contains NaN or Inf samples")
-    return resample(data.mean(axis=1), file_rate, sample_rate)
+        raise _unreadable(path, f"cannot read audio ({read_failure(path, error)})") from error
+
+
+def _unreadable(path: PathLike, problem: str) -> UnreadableAudioError:
+    return UnreadableAudioError(f"{path}: {problem}", problem)
+
+
+_RULES_LOGGED: Set[str] = set()  # the rules of read_audio whose first reduction is logged
+
+
+def _log_reduction_once(path: PathLike, num_channels: int, channels: str) -> None:
+    """Log at INFO, once per rule in a process, that a multi-channel file is reduced to one signal."""
+    if channels not in _RULES_LOGGED:
+        _RULES_LOGGED.add(channels)
+        logger.info("multi-channel audio is read as %s (channels=%r); first such file: %s (%d channels); "
+                    "logged once", CHANNEL_RULES[channels], channels, path, num_channels)
 
 
 def read_failure(path: PathLike, error: Exception) -> str:

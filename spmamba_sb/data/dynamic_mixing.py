@@ -6,7 +6,8 @@ backgrounds (``noise_wav``, where the corpus has one) into a list. Example ``i``
 offset where the file is shorter than the crop), a random gain per source within
 ``+-gain_db``, and one background crop, then sums them: ``mix = s1 + ... + sN + noise``. The
 sources keep their own reverberation (each is the image of a different room), the
-background its own.
+background its own. A multi-channel file is read at its first channel, the reference
+microphone, as :mod:`spmamba_sb.data.pipelines` reads it.
 
 Everything about example ``i`` follows from ``(seed, i)`` alone, so the stream does not
 depend on workers or their order; :class:`DynamicMixingSampler` numbers the examples of
@@ -28,10 +29,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from spmamba_sb.data.audio_io import read_failure
+from spmamba_sb.data.audio_io import UnreadableAudioError, audio_info, read_audio
 from spmamba_sb.data.pipelines import SeparationDataError
 
 _LIBRIMIX_UTTERANCE = re.compile(r"^(\d+)-\d+-\d+$")
@@ -131,10 +131,10 @@ class SourcePool:
         def length(row_id, column, path):
             if path not in frames:
                 try:
-                    frames[path] = sf.info(path).frames
-                except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
-                    raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: cannot read audio "
-                                              f"({read_failure(path, error)})") from error
+                    frames[path] = audio_info(path).frames
+                except UnreadableAudioError as error:
+                    problem = f"{csv_path}: row {row_id}: {column}={path!r}: {error.problem}"
+                    raise SeparationDataError(problem) from error
             return frames[path]
 
         with open(csv_path, newline="", encoding="utf-8") as handle:
@@ -161,28 +161,24 @@ class SourcePool:
 
 
 def _crop(rng: np.random.Generator, path: str, frames: int, length: int) -> np.ndarray:
-    """A random ``length``-sample crop of the file's first channel; a shorter file is placed
-    at a random offset in zeros."""
+    """A random ``length``-sample crop of the file's first channel (the reference microphone, as
+    the pipelines read it); a shorter file is placed at a random offset in zeros. A file that cannot
+    be read, or whose samples are none or hold NaN or Inf, raises a :class:`SeparationDataError`
+    naming it."""
+    start, stop = 0, None
     if frames >= length:
         start = int(rng.integers(0, frames - length + 1))
-        return _read_source(path, start, start + length)
-    data = _read_source(path)
+        stop = start + length
+    try:
+        data = read_audio(path, None, channels="first", start=start, stop=stop, dtype="float32")
+    except UnreadableAudioError as error:
+        raise SeparationDataError(str(error)) from error
+    if frames >= length:
+        return data
     out = np.zeros(length, dtype=np.float32)
     offset = int(rng.integers(0, length - frames + 1))
     out[offset:offset + frames] = data
     return out
-
-
-def _read_source(path: str, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
-    """Samples ``start:stop`` of the file's first channel, float32; a file that cannot be read or
-    holds NaN or Inf samples raises a :class:`SeparationDataError` naming it."""
-    try:
-        data, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
-        raise SeparationDataError(f"{path}: cannot read audio ({read_failure(path, error)})") from error
-    if not np.isfinite(data).all():
-        raise SeparationDataError(f"{path}: contains NaN or Inf samples")
-    return data[:, 0]
 
 
 class DynamicMixingDataset(torch.utils.data.Dataset):
@@ -210,7 +206,7 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
 
     Example
     -------
-    >>> import os
+    >>> import os, soundfile as sf
     >>> folder = str(getfixture("tmp_path"))
     >>> files = {}
     >>> for name in ("a", "b", "c"):

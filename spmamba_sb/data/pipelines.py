@@ -3,8 +3,9 @@
 Works with the CSVs that SpeechBrain's own LibriMix / WHAMR! / WSJ0-2mix preparation
 scripts write and with those of ``spmamba_sb.data``. ``$data_root`` in a path is replaced
 by the data folder. Multi-channel files are read at their first channel (the reference
-microphone). Training items are random crops of a fixed length, read from disk without
-loading the whole file; validation and test items are whole utterances. Bad audio (missing,
+microphone) with :func:`~spmamba_sb.data.audio_io.read_audio`, as at inference. Training
+items are random crops of a fixed length, read from disk without loading the whole file;
+validation and test items are whole utterances. Bad audio (missing,
 unreadable, at another rate, empty, NaN or Inf) is found by :func:`check_rows` before training
 or, in a training file, when it is read; either way a :class:`SeparationDataError` names the
 CSV, the row and the file.
@@ -15,12 +16,11 @@ import logging
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import soundfile as sf
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 
-from spmamba_sb.data.audio_io import read_failure
+from spmamba_sb.data.audio_io import UnreadableAudioError, audio_info, read_audio
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def check_rows(
 
     Example
     -------
-    >>> import numpy
+    >>> import numpy, soundfile as sf
     >>> folder = getfixture("tmp_path")
     >>> for name, value in (("mix", 0.1), ("s1", 0.1), ("s2", numpy.nan)):
     ...     sf.write(folder / f"a_{name}.wav", numpy.full(100, value), 16000, subtype="FLOAT")
@@ -137,37 +137,17 @@ def check_rows(
 def _file_problem(path: str, sample_rate: int, read_samples: bool, min_samples: int = 1) -> Optional[str]:
     """Why an audio file of a row cannot be used, or None."""
     try:
-        rate = sf.info(path).samplerate
+        rate = audio_info(path).samplerate
         if rate != sample_rate:
             return f"{rate} Hz, expected {sample_rate} Hz"
-        return _samples_problem(read_segment(path), min_samples) if read_samples else None
-    except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
-        return f"cannot read audio ({read_failure(path, error)})"
-
-
-def _samples_problem(samples: torch.Tensor, min_samples: int = 1) -> Optional[str]:
-    """Why samples read from a file cannot be trained or scored on, or None."""
-    if samples.numel() == 0:
-        return "no samples"
-    if samples.numel() < min_samples:
-        return f"{samples.numel()} samples, shorter than one STFT frame ({min_samples} samples)"
-    if not torch.isfinite(samples).all():
-        return "contains NaN or Inf samples"
+        if not read_samples:
+            return None
+        length = read_audio(path, None, channels="first", dtype="float32").shape[0]
+    except UnreadableAudioError as error:
+        return error.problem
+    if length < min_samples:
+        return f"{length} samples, shorter than one STFT frame ({min_samples} samples)"
     return None
-
-
-def read_segment(path: str, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
-    """Samples ``start:stop`` of the first channel of an audio file, float32 [L].
-
-    Example
-    -------
-    >>> import tempfile, numpy
-    >>> path = tempfile.mktemp(suffix=".wav"); sf.write(path, numpy.zeros((100, 2)), 8000)
-    >>> read_segment(path, 10, 30).shape
-    torch.Size([20])
-    """
-    data, _ = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    return torch.from_numpy(data[:, 0].copy())
 
 
 def _pipelines(csv_path: str, num_spks: int, crop_length: Optional[int]):
@@ -184,20 +164,16 @@ def _pipelines(csv_path: str, num_spks: int, crop_length: Optional[int]):
         try:
             start, stop = 0, None
             if crop_length is not None:
-                length = sf.info(path).frames
+                length = audio_info(path).frames
                 if length > crop_length:
                     start = int(torch.randint(0, length - crop_length + 1, (1,)))
                     stop = start + crop_length
             item = []
-            for column, path in zip(columns, paths):
-                samples = read_segment(path, start, stop)
-                problem = _samples_problem(samples)
-                if problem is not None:
-                    raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: {problem}")
-                item.append(samples)
-        except (RuntimeError, OSError) as error:  # libsndfile's errors are RuntimeErrors
-            problem = f"cannot read audio ({read_failure(path, error)})"
-            raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: {problem}") from error
+            for column, path in zip(columns, paths):  # the reference microphone's signal, at the file's rate
+                samples = read_audio(path, None, channels="first", start=start, stop=stop, dtype="float32")
+                item.append(torch.from_numpy(samples))
+        except UnreadableAudioError as error:
+            raise SeparationDataError(f"{csv_path}: row {row_id}: {column}={path!r}: {error.problem}") from error
         return tuple(item)
 
     return read_item, signals

@@ -1,6 +1,6 @@
-"""SeparationBrain's test stage: one utterance that cannot be scored costs only itself, and
-``test_results.csv`` is written whole or not at all; a validation utterance shorter than one STFT
-frame is named."""
+"""SeparationBrain's test stage: it scores with spmamba-evaluate's scorer (the same columns and
+figures), one utterance that cannot be scored costs only itself, and ``test_results.csv`` is
+written whole or not at all; a validation utterance shorter than one STFT frame is named."""
 
 import csv
 import errno
@@ -15,6 +15,7 @@ import torch
 import spmamba_sb.brain
 import spmamba_sb.outputs
 from spmamba_sb.data.pipelines import SeparationDataError, separation_datasets
+from spmamba_sb.scoring import CORE_METRICS, utterance_metrics
 from tests.unit.test_brain import _batch, _brain, _hparams
 
 SAMPLE_RATE = 16000
@@ -57,14 +58,15 @@ def test_unscorable_utterances_cost_only_themselves(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="spmamba_sb.brain"):
         brain.evaluate(test_data, test_loader_kwargs={"batch_size": 1})
 
-    rows = {row["ID"]: row for row in _read_results(os.path.join(hparams["output_folder"], "test_results.csv"))}
+    results = _read_results(os.path.join(hparams["output_folder"], "test_results.csv"))
+    assert list(results[0]) == ["ID", *CORE_METRICS]  # spmamba-evaluate's scores.csv columns
+    rows = {row["ID"]: row for row in results}
     assert list(rows) == ["good", "silent", "twice", "short", "mean"]
-    metrics = ["si-snr", "si-snr_i", "sdr", "sdr_i"]
-    good = [float(rows["good"][key]) for key in metrics]
+    good = [float(rows["good"][key]) for key in CORE_METRICS]
     assert all(torch.isfinite(torch.tensor(good)))
-    assert [float(rows["mean"][key]) for key in metrics] == good  # the mean covers the scored row only
+    assert [float(rows["mean"][key]) for key in CORE_METRICS] == good  # the mean covers the scored row only
     for row_id in ("silent", "twice", "short"):
-        assert [rows[row_id][key] for key in metrics] == ["", "", "", ""]
+        assert [rows[row_id][key] for key in CORE_METRICS] == [""] * len(CORE_METRICS)
     warnings = {record.getMessage() for record in caplog.records if record.name == "spmamba_sb.brain"}
     assert warnings == {
         "test utterance silent left out of the means: s2: the reference is silent (all zeros), "
@@ -87,7 +89,7 @@ def test_a_short_utterance_padded_in_a_test_batch_is_left_out(tmp_path, monkeypa
     brain.on_stage_start(sb.Stage.TEST)
     with caplog.at_level(logging.WARNING, logger="spmamba_sb.brain"):
         brain.evaluate_batch(batch, sb.Stage.TEST)
-    assert [sorted(row) for row in brain.test_rows] == [["ID"], sorted(["ID", "si-snr", "si-snr_i", "sdr", "sdr_i"])]
+    assert [sorted(row) for row in brain.test_rows] == [["ID"], sorted(["ID", *CORE_METRICS])]
     assert [record.getMessage() for record in caplog.records if record.name == "spmamba_sb.brain"] == [
         f"test utterance u0 left out of the means: {SHORT} samples, shorter than one STFT frame (n_fft=64)"
     ]
@@ -101,8 +103,24 @@ def test_with_no_utterance_scored_the_mean_row_is_empty(tmp_path, monkeypatch):
     assert torch.isnan(brain.evaluate_batch(_batch(lengths=(SHORT,)), sb.Stage.TEST))
     brain.on_stage_end(sb.Stage.TEST, float("nan"))
     results = _read_results(os.path.join(hparams["output_folder"], "test_results.csv"))
-    assert results == [{"ID": "u0", "si-snr": "", "si-snr_i": "", "sdr": "", "sdr_i": ""},
-                       {"ID": "mean", "si-snr": "", "si-snr_i": "", "sdr": "", "sdr_i": ""}]
+    empty = dict.fromkeys(CORE_METRICS, "")
+    assert results == [{"ID": "u0", **empty}, {"ID": "mean", **empty}]
+
+
+def test_rows_are_the_scorers_figures_per_utterance(tmp_path, monkeypatch):
+    """A padded batch is scored utterance by utterance, each trimmed to its length, exactly as
+    ``utterance_metrics`` (spmamba-evaluate's scorer) scores it alone."""
+    brain = _brain(_hparams(tmp_path, num_test_plots=0))
+    batch = _batch(lengths=(2000, 3000))
+    sources = torch.stack([batch.s1_sig.data, batch.s2_sig.data], dim=-1)
+    estimates = sources.flip(-1) + 0.1 * torch.randn(sources.shape, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(spmamba_sb.brain, "separate", lambda mix, *modules: estimates)
+    brain.on_stage_start(sb.Stage.TEST)
+    brain.evaluate_batch(batch, sb.Stage.TEST)
+    for index, (row, length) in enumerate(zip(brain.test_rows, (2000, 3000))):
+        alone = utterance_metrics(batch.mix_sig.data[index, :length], sources[index, :length],
+                                  estimates[index, :length], SAMPLE_RATE)
+        assert row == {"ID": f"u{index}", **alone.scores}
 
 
 def test_a_failed_write_leaves_the_previous_results_intact(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The package's import rules: arrows point down (cli -> inference / export -> trio -> models -> nnet)."""
+"""The package's import rules: arrows point down (cli -> inference / export -> trio -> models -> nnet;
+the scorer, shared by train.py's test stage and spmamba-evaluate, below the application)."""
 
 import ast
 import pathlib
@@ -8,7 +9,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "spmamba_sb"
 # module prefix -> prefixes it must never import
 APPLICATION = ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.export", "spmamba_sb.chunking",
-               "spmamba_sb.cli"]
+               "spmamba_sb.scoring_sets", "spmamba_sb.cli"]
 FORBIDDEN = {
     "spmamba_sb.nnet": ["speechbrain", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION],
     "spmamba_sb.models": ["speechbrain", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION],
@@ -16,7 +17,13 @@ FORBIDDEN = {
     "spmamba_sb.trio": APPLICATION,
     "spmamba_sb.chunking": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION],
     "spmamba_sb.export": ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.chunking", "spmamba_sb.cli"],
-    "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.export", "spmamba_sb.cli"],
+    "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.export", "spmamba_sb.scoring_sets", "spmamba_sb.cli"],
+    # training does not depend on the inference interface: the test stage scores with the scorer alone
+    "spmamba_sb.brain": ["spmamba_sb.inference", "spmamba_sb.export", "spmamba_sb.scoring_sets", "spmamba_sb.cli"],
+    "spmamba_sb.scoring_sets": ["spmamba_sb.brain", "spmamba_sb.export", "spmamba_sb.cli"],
+    # the scorer and its figures: metrics, rows, files; never a model
+    **{scorer: ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION]
+       for scorer in ("spmamba_sb.scoring", "spmamba_sb.plots")},
     "spmamba_sb.schedules": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data",
                              *APPLICATION],
     # the boundary's helpers (how a command ends, writing files, loading tensor files, checking a

@@ -1,5 +1,6 @@
 """Model folders: loading (ours and SpeechBrain's stock interface), files, long recordings."""
 
+import logging
 import platform
 import re
 from functools import partial
@@ -10,6 +11,7 @@ import soundfile as sf
 import torch
 from speechbrain.inference.separation import SepformerSeparation
 
+from spmamba_sb.data import audio_io
 from spmamba_sb.data.audio_io import read_audio, resample
 from spmamba_sb.cli import keep_freed_memory
 from spmamba_sb.export import write_model_folder
@@ -55,14 +57,28 @@ def _write(path, data, rate, subtype="FLOAT"):
 
 @pytest.mark.parametrize("rate", [8000, 16000, 44100])
 @pytest.mark.parametrize("channels", [1, 2])
-def test_separate_file_resamples_and_downmixes(separator, tmp_path, rate, channels):
+def test_separate_file_resamples_and_takes_the_first_channel(separator, tmp_path, rate, channels):
     gen = np.random.default_rng(0)
     data = gen.standard_normal((rate // 2, channels)).astype(np.float32) * 0.1
     path = _write(tmp_path / "mix.wav", data, rate, "PCM_16")
     out = separator.separate_file(path)
     assert out.shape == (1, RATE // 2, 2) and torch.isfinite(out).all()
-    mono = torch.from_numpy(read_audio(path, RATE)).float()
+    first = _write(tmp_path / "first.wav", data[:, 0], rate, "PCM_16")  # the reference microphone alone
+    mono = torch.from_numpy(read_audio(first, RATE)).float()
     torch.testing.assert_close(out[0], separator.separate_batch(mono[None])[0].cpu())
+
+
+def test_a_multi_channel_input_is_logged_once(separator, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(audio_io, "_RULES_LOGGED", set())
+    stereo = np.random.default_rng(0).standard_normal((RATE // 4, 2)).astype(np.float32) * 0.1
+    paths = [_write(tmp_path / f"mix{index}.wav", stereo, RATE) for index in range(2)]
+    with caplog.at_level(logging.INFO, logger="spmamba_sb.data.audio_io"):
+        for path in paths:
+            separator.separate_file(path)
+    assert [record.getMessage() for record in caplog.records if record.name == "spmamba_sb.data.audio_io"] == [
+        f"multi-channel audio is read as the first channel, the reference microphone (channels='first'); "
+        f"first such file: {paths[0]} (2 channels); logged once"
+    ]
 
 
 def test_separate_file_errors_name_the_file(separator, tmp_path):

@@ -1,4 +1,6 @@
-"""spmamba-evaluate: scores from a CSV or a folder, the test stage's figures, report files, errors.
+"""The scorer and spmamba-evaluate: per-utterance metrics (signals they are undefined for raise
+one error that names the problem), rows and the mean row; then scores from a CSV or a folder, the
+test stage's figures, report files, errors.
 
 The model is the tiny untrained one of ``test_inference`` (8 kHz, two speakers); the scoring
 set is three short mixtures of tones and noise written in ``mix/``, ``s1/``, ``s2/`` and listed
@@ -19,16 +21,74 @@ import soundfile as sf
 import torch
 
 from spmamba_sb import cli
-from spmamba_sb.data.pipelines import read_segment
-from spmamba_sb.evaluation import separation_metrics
+from spmamba_sb.data.audio_io import read_audio
 from spmamba_sb.inference import SPMambaSeparation
 from spmamba_sb.losses import best_permutations
-from spmamba_sb.scoring import CORE_METRICS, optional_metrics, read_scoring_set
+from spmamba_sb.scoring import (CORE_METRICS, UndefinedMetricsError, check_references, mean_scores, optional_metrics,
+                                scores_csv, separation_metrics, utterance_metrics)
+from spmamba_sb.scoring_sets import read_scoring_set, score_utterance
 from tests.conftest import exit_status
 from tests.unit.test_inference import RATE, write_tiny_model
 
 ERROR = "spmamba-evaluate: error: "
 IDS = ["u0", "u1", "u2"]
+LENGTH = 2000
+
+
+@pytest.fixture
+def references():
+    return torch.randn(LENGTH, 2, generator=torch.Generator().manual_seed(0))
+
+
+def test_good_signals_are_scored(references):
+    estimates = references + 0.1 * torch.randn(LENGTH, 2)
+    metrics = separation_metrics(references.sum(1), references, estimates)
+    assert list(metrics) == list(CORE_METRICS)
+    assert all(torch.isfinite(torch.tensor(list(metrics.values()))))
+
+
+def test_a_silent_reference_is_named(references):
+    references[:, 1] = 0
+    with pytest.raises(UndefinedMetricsError, match="^s2: the reference is silent"):
+        separation_metrics(references.sum(1), references, torch.randn(LENGTH, 2))
+    with pytest.raises(UndefinedMetricsError, match="^b.wav: the reference is silent"):
+        check_references(references, ["a.wav", "b.wav"])
+
+
+def test_the_mixture_given_as_both_references_is_named(references):
+    mix = references.sum(1)
+    twice = torch.stack([mix, mix], dim=1)
+    with pytest.raises(UndefinedMetricsError, match="^s2: the reference is the same signal as s1"):
+        separation_metrics(mix, twice, torch.randn(LENGTH, 2))
+
+
+@pytest.mark.parametrize("estimates", [torch.zeros(LENGTH, 2), torch.full((LENGTH, 2), float("nan"))],
+                         ids=["silent", "nan"])
+def test_signals_bss_eval_fails_on_raise_one_error(references, estimates):
+    with pytest.raises(UndefinedMetricsError, match=r"^BSS-Eval failed on the signals \(.+\)$"):
+        separation_metrics(references.sum(1), references, estimates)
+
+
+def test_names_must_match_the_references(references):
+    with pytest.raises(ValueError, match="names has 1 entries for 2 references"):
+        check_references(references, ["a.wav"])
+
+
+def test_estimates_are_put_in_the_references_order(references):
+    estimates = references.flip(1) + 0.1 * torch.randn(LENGTH, 2, generator=torch.Generator().manual_seed(1))
+    scores, ordered = utterance_metrics(references.sum(1), references, estimates, RATE)
+    torch.testing.assert_close(ordered, estimates.flip(1), rtol=0, atol=0)
+    assert scores == separation_metrics(references.sum(1), references, estimates.flip(1))
+
+
+def test_the_mean_row_covers_the_scored_rows_only():
+    rows = [{"ID": "a", "sdr": 1.0, "sar": float("inf")}, {"ID": "b"}, {"ID": "c", "sdr": 4.0, "sar": 2.0}]
+    means = mean_scores(rows, ["sdr", "sar"])
+    assert means == {"sdr": 2.5, "sar": float("inf")}
+    assert scores_csv(rows, ["ID", "sdr", "sar"], means).splitlines() == [
+        "ID,sdr,sar", "a,1.0,inf", "b,,", "c,4.0,2.0", "mean,2.5,inf"]
+    assert mean_scores([{"ID": "b"}], ["sdr"]) == {}
+    assert scores_csv([{"ID": "b"}], ["ID", "sdr"], {}).splitlines() == ["ID,sdr", "b,", "mean,"]
 
 
 @pytest.fixture(scope="module")
@@ -109,19 +169,40 @@ def test_csv_and_folder_give_the_same_report(model_dir, data_dir, tmp_path, caps
     assert (tmp_path / "a" / "si_snri.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _first_channel(path):
+    """A file's first channel at its own rate, float32, as the training pipelines read it."""
+    return torch.from_numpy(read_audio(path, None, channels="first", dtype="float32"))
+
+
 def test_scores_are_the_test_stage_figures(model_dir, data_dir, tmp_path, capsys):
-    """The test stage reads files with ``read_segment``, separates whole utterances at the
-    model's rate, aligns with ``best_permutations`` and scores with ``separation_metrics``."""
+    """The test stage reads the first channel of the files at their rate, separates whole
+    utterances at the model's rate, aligns with ``best_permutations`` and scores with
+    ``separation_metrics``: every core column is the same."""
     assert _run(data_dir, "--model", model_dir, "--out", tmp_path / "out", "--quiet") == 0
     scores = {row["ID"]: row for row in _read_scores(tmp_path / "out")}
     separator = SPMambaSeparation.from_hparams(source=str(model_dir), savedir=str(model_dir))
     for utterance_id in IDS:
-        mix = read_segment(str(data_dir / "mix" / f"{utterance_id}.wav"))
-        refs = torch.stack([read_segment(str(data_dir / f"s{spk}" / f"{utterance_id}.wav")) for spk in (1, 2)], -1)
+        mix = _first_channel(str(data_dir / "mix" / f"{utterance_id}.wav"))
+        refs = torch.stack([_first_channel(str(data_dir / f"s{spk}" / f"{utterance_id}.wav")) for spk in (1, 2)], -1)
         estimates = separator.separate_file(str(data_dir / "mix" / f"{utterance_id}.wav"))[0]
         order = best_permutations(refs[None], estimates[None])[0]
         expected = separation_metrics(mix, refs, estimates[:, list(order)])
+        assert list(expected) == list(CORE_METRICS)
         assert {name: float(scores[utterance_id][name]) for name in expected} == expected
+
+
+def test_multi_channel_files_are_scored_at_their_first_channel(model_dir, data_dir, tmp_path):
+    """Mixture and references given a second channel of other audio score as the mono files do."""
+    separator = SPMambaSeparation.from_hparams(source=str(model_dir), savedir=str(model_dir))
+    [utterance] = [u for u in read_scoring_set(str(data_dir), 2).utterances if u.id == "u0"]
+    noise = 0.3 * np.random.default_rng(5).standard_normal(RATE // 4)
+    paths = []
+    for path in (utterance.mix, *utterance.sources):
+        stereo = str(tmp_path / f"{os.path.basename(os.path.dirname(path))}.wav")
+        sf.write(stereo, np.stack([sf.read(path)[0], noise], 1), RATE, subtype="FLOAT")
+        paths.append(stereo)
+    two_channels = utterance._replace(mix=paths[0], sources=paths[1:])
+    assert score_utterance(separator, two_channels) == score_utterance(separator, utterance)
 
 
 def test_optional_metrics_appear_when_their_packages_import(model_dir, data_dir, tmp_path, capsys, monkeypatch):
@@ -307,6 +388,7 @@ def test_read_scoring_set_keeps_csv_order(data_dir):
     assert utterances[1].mix == "/data/mix/u1.wav" and utterances[1].sources == ["/data/s1/u1.wav", "/data/s2/u1.wav"]
 
 
+@pytest.mark.slow  # the console script in a process of its own
 def test_console_script(model_dir, data_dir, tmp_path):
     result = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "spmamba-evaluate"), str(data_dir), "--model", str(model_dir),

@@ -1,13 +1,16 @@
-"""Reading with resampling and downmixing, unreadable files, atomic audio writes."""
+"""Reading with resampling, crops and the two channel rules, unreadable files, atomic audio writes."""
 
 import errno
+import logging
 import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio, resample, write_audio, write_audio_atomic
+from spmamba_sb.data import audio_io
+from spmamba_sb.data.audio_io import (UnreadableAudioError, audio_info, read_audio, resample, write_audio,
+                                      write_audio_atomic)
 from spmamba_sb.outputs import PARTIAL_SUFFIX, write_file, write_text_atomic
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full (a device always full)")
@@ -29,10 +32,52 @@ def test_read_audio_resamples_to_the_requested_rate(tmp_path, file_rate):
     assert abs(np.max(np.abs(audio[1000:-1000])) - 0.5) < 0.01
 
 
-def test_read_audio_averages_channels(tmp_path):
+def test_read_audio_averages_channels_by_default(tmp_path):
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([np.full(100, 0.2), np.full(100, 0.4)], 1), 8000, subtype="FLOAT")
     np.testing.assert_allclose(read_audio(path, 8000), 0.3, atol=1e-7)
+    np.testing.assert_allclose(read_audio(path, 8000, channels="mean"), 0.3, atol=1e-7)
+
+
+def test_read_audio_takes_the_first_channel_of_a_crop_at_the_files_rate(tmp_path):
+    path = tmp_path / "array.wav"
+    ramp = np.arange(300) / 1000
+    sf.write(path, np.stack([ramp, -ramp, np.full(300, np.nan)], 1), 8000, subtype="FLOAT")
+    first = read_audio(path, None, channels="first", start=100, stop=250, dtype="float32")
+    assert first.dtype == np.float32 and first.flags.c_contiguous
+    np.testing.assert_array_equal(first, ramp[100:250].astype(np.float32))  # a NaN in another channel is not read
+    assert read_audio(path, 16000, channels="first", stop=100).shape == (200,)
+    with pytest.raises(UnreadableAudioError, match="NaN") as error:
+        read_audio(path, None, channels="mean")
+    assert error.value.problem == "contains NaN or Inf samples"
+    with pytest.raises(UnreadableAudioError, match="no samples"):
+        read_audio(path, None, channels="first", start=300)
+    with pytest.raises(ValueError, match="channels must be one of 'first', 'mean', got 'last'"):
+        read_audio(path, None, channels="last")
+
+
+def test_each_rule_is_logged_once_for_the_first_multi_channel_file(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(audio_io, "_RULES_LOGGED", set())
+    sf.write(tmp_path / "mono.wav", np.zeros(10), 8000)
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", np.zeros((10, 4)), 8000)
+    with caplog.at_level(logging.INFO, logger="spmamba_sb.data.audio_io"):
+        for name in ("mono", "a", "b"):
+            read_audio(tmp_path / f"{name}.wav", 8000, channels="first")
+            read_audio(tmp_path / f"{name}.wav", 8000, channels="mean")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"multi-channel audio is read as {audio_io.CHANNEL_RULES[rule]} (channels='{rule}'); first such file: "
+        f"{tmp_path / 'a.wav'} (4 channels); logged once" for rule in ("first", "mean")
+    ]
+
+
+def test_audio_info_names_an_unreadable_file(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros((10, 2)), 8000)
+    assert (audio_info(tmp_path / "a.wav").frames, audio_info(tmp_path / "a.wav").channels) == (10, 2)
+    with pytest.raises(UnreadableAudioError) as error:
+        audio_info(tmp_path / "missing.wav")
+    assert str(error.value) == f"{tmp_path / 'missing.wav'}: cannot read audio (No such file or directory)"
+    assert error.value.problem == "cannot read audio (No such file or directory)"
 
 
 @pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEjunk", b"fLaC garbage" * 20])

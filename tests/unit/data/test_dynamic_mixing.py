@@ -168,3 +168,18 @@ def test_an_unreadable_background_is_named_with_its_row(noisy_csv):
     os.remove(noise)
     with pytest.raises(SeparationDataError, match=f"row r2: noise_wav='{noise}': cannot read audio \\(No such file"):
         SourcePool.from_csv(str(noisy_csv), 2)
+
+
+
+@pytest.mark.parametrize("length", [200, 2000])  # a crop of a longer file, a shorter file padded
+def test_multi_channel_sources_give_their_first_channel(tmp_path, length):
+    """As the separation CSV pipelines and inference read them: the reference microphone (0.1
+    here; the channels' mean would be -0.2)."""
+    files = {}
+    for name in ("a", "b"):
+        files[name] = [(str(tmp_path / f"{name}.wav"), 800)]
+        sf.write(files[name][0][0], np.stack([np.full(800, 0.1), np.full(800, -0.5)], 1), 8000, subtype="FLOAT")
+    item = DynamicMixingDataset(SourcePool(files, []), num_spks=2, length=length, seed=0)[0]
+    for source in ("s1_sig", "s2_sig"):
+        values = set(item[source].unique().tolist()) - {0.0}  # the gained first channel, and padding
+        assert len(values) == 1 and values.pop() > 0, source

@@ -123,3 +123,19 @@ def test_reading_a_bad_training_row_names_the_csv_the_row_and_the_file(tmp_path)
     assert str(error.value) == (f"{csvs[0]}: row {bad_id}: s2_wav='{bad_path}': cannot read audio "
                                 "(No such file or directory)")
     assert train[1]["s2_sig"].shape == (3000,)  # the other rows still read
+
+
+def test_multi_channel_files_are_read_at_their_first_channel(tmp_path):
+    """The reference microphone, as dynamic mixing and inference read it; a NaN in another
+    channel is never read."""
+    root = write_corpus(tmp_path / "c")
+    csvs = [str(root / f"{split}.csv") for split in ("train", "valid", "test")]
+    rows = list(csv.DictReader(open(csvs[0], encoding="utf-8")))
+    for column in ("mix_wav", "s1_wav", "s2_wav"):
+        data, rate = sf.read(rows[0][column], dtype="float32")
+        sf.write(rows[0][column], np.stack([data, np.full_like(data, np.nan)], 1), rate, subtype="FLOAT")
+    assert check_rows(csvs[0], 2, 16000, read_samples=True) == []
+    whole, cropped = (separation_datasets(csvs, num_spks=2, sample_rate=16000, training_signal_len=length)[0][0]
+                      for length in (None, 3000))
+    torch.testing.assert_close(whole["mix_sig"], whole["s1_sig"] + whole["s2_sig"], atol=1e-4, rtol=0)
+    assert cropped["mix_sig"].shape == (3000,) and torch.isfinite(cropped["mix_sig"]).all()
