@@ -43,6 +43,7 @@ setup(
             "spmamba-evaluate=spmamba_sb.cli:evaluate_main",
             "spmamba-prepare-echo2mix=spmamba_sb.data.prepare_cli:echo2mix_main",
             "spmamba-prepare-demo=spmamba_sb.data.prepare_cli:demo_main",
+            "spmamba-prepare-real=spmamba_sb.data.prepare_cli:real_main",
         ]
     },
 )

@@ -1,6 +1,7 @@
-"""Commands ``spmamba-prepare-echo2mix`` (real corpora) and ``spmamba-prepare-demo`` (no download).
+"""Commands ``spmamba-prepare-echo2mix`` (real corpora), ``spmamba-prepare-demo`` (no download) and
+``spmamba-prepare-real`` (a test set of recorded speech).
 
-Both report through ``logging`` and show tqdm progress bars; bad input ends with exit status 2 and
+All three report through ``logging`` and show tqdm progress bars; bad input ends with exit status 2 and
 a one-line message naming the argument or folder; so does a missing ``data`` extra
 (``pip install "spmamba-sb[data]"``: pyroomacoustics, pyloudnorm, espeakng-loader). Ctrl-C
 ends with the line ``<command>: interrupted`` and exit status 130 once the files in progress are
@@ -20,6 +21,7 @@ from spmamba_sb.data.corpora import Corpora
 from spmamba_sb.data.demo_corpus import DEMO_DURATION, DEMO_HOURS, prepare_demo
 from spmamba_sb.data.extras import DATA_MODULES, import_data_extra
 from spmamba_sb.data.prepare import CSV_PATH_STYLES, PAPER_HOURS, prepare_echo2mix
+from spmamba_sb.data.real_speech import SOURCE_LAYOUTS, prepare_real_speech
 from spmamba_sb.data.simulation_config import AUDIO_SUBTYPES, BACKGROUND_KINDS, SimulationConfig
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,10 @@ def _add_common_arguments(parser: argparse.ArgumentParser, hours: Dict[str, floa
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="any other simulation setting, VALUE in JSON, e.g. --option 'room_max=[6,5,3]' "
                              f"(settings: {', '.join(field.name for field in dataclasses.fields(SimulationConfig))})")
+    _add_run_arguments(parser)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv-paths", choices=CSV_PATH_STYLES, default="absolute",
                         help="paths in the CSVs: absolute (default), or data_root: $data_root/..., filled in by "
                              "SpeechBrain with the data folder, so the dataset can be moved")
@@ -198,5 +204,60 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
                               simulation_options=_simulation_options(parser, args), csv_paths=args.csv_paths)
     except (ValueError, TypeError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    _report(result, started)
+    return 0
+
+
+@command("spmamba-prepare-real")
+def real_main(argv: Optional[List[str]] = None) -> int:
+    """Build a test set of recorded human speech: the clean demo test split's mixtures, with real voices.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status 0 (argument and input errors, and a missing data extra, exit with status 2).
+
+    Example
+    -------
+    >>> try:
+    ...     real_main(["--source", "no_such_folder", "--out", "real"])
+    ... except SystemExit as exit:
+    ...     print("exit status", exit.code)
+    exit status 2
+    """
+    parser = argparse.ArgumentParser(prog="spmamba-prepare-real", description=real_main.__doc__.split("\n\n")[0])
+    parser.add_argument("--source", required=True, help="folder of recorded speech")
+    parser.add_argument("--layout", choices=sorted(SOURCE_LAYOUTS), default="librispeech",
+                        help="how --source is laid out: " + "; ".join(f"{name}: {text}" for name, text in
+                                                                        SOURCE_LAYOUTS.items())
+                             + " (default librispeech)")
+    parser.add_argument("--out", required=True, help="output folder, new or empty (rerun the same command to resume)")
+    parser.add_argument("--num-mixtures", type=int, default=200, help="test mixtures (default 200)")
+    parser.add_argument("--duration", type=float, default=DEMO_DURATION,
+                        help=f"mixture length in s (default {DEMO_DURATION:g}, as the demo's)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz (default 16000)")
+    parser.add_argument("--num-speakers", type=int, default=2, help="speakers per mixture (default 2)")
+    _add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    _require_data_extra(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    clean = argparse.Namespace(option=[], audio_subtype="FLOAT", **DEMO_PRESETS["clean"])  # as the demo's defaults
+    started = time.time()
+    try:
+        result = prepare_real_speech(args.out, args.source, args.layout, num_mixtures=args.num_mixtures,
+                                     duration=args.duration, sample_rate=args.sample_rate,
+                                     num_speakers=args.num_speakers, seed=args.seed, num_workers=args.num_workers,
+                                     show_progress=not args.no_progress,
+                                     simulation_options=_simulation_options(parser, clean), csv_paths=args.csv_paths)
+    except (ValueError, TypeError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    sources = result["sources"]
+    logger.info("recorded speech: %d speakers, %d utterances, %.1f minutes after trimming", sources["speakers"],
+                sources["utterances"], sources["minutes"])
     _report(result, started)
     return 0
