@@ -3,10 +3,11 @@
 16 kHz audio, and the model's achieved FLOP/s as a share of this machine's fp32 matrix-product
 FLOP/s, measured in the same run. Prints JSON.
 
-    python benchmarks/cpu_efficiency.py [--seconds 1] [--repeats 2] [--profile]
+    python benchmarks/cpu_efficiency.py [--seconds 1] [--repeats 2] [--matmul-size 2048] [--profile]
 
 FLOPs are 2 x the MACs of ``benchmarks/macs.py`` (selective scan included). The reference
-FLOP/s is the median of square fp32 ``torch.mm`` products of size 2048 on the same threads.
+FLOP/s is the median of square fp32 ``torch.mm`` products of size ``--matmul-size`` (2048) on
+the same threads.
 The model is timed twice: with the C allocator's defaults, then after
 :func:`spmamba_sb.cli.keep_freed_memory` (the figures without a suffix).
 ``--profile`` adds the operators that take the most CPU time.
@@ -45,17 +46,18 @@ def matmul_flops(size=2048, repeats=10):
     return 2 * size**3 / median_seconds(lambda: torch.mm(a, b), repeats)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="audio length per inference call")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--matmul-size", type=int, default=2048, help="side of the reference matrix products")
     parser.add_argument("--profile", action="store_true", help="also list the most expensive operators")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(0)
     model = SPMamba(scan_backend="torch").eval()
     audio = torch.randn(1, int(16000 * args.seconds))
     flops = 2 * (counted_macs(model, audio) + recurrence_macs(model, audio))
-    peak = matmul_flops()
+    peak = matmul_flops(args.matmul_size)
     with torch.no_grad():
         elapsed_default = median_seconds(lambda: model(audio), args.repeats)
         kept = keep_freed_memory()  # from here on, for the rest of the process

@@ -19,13 +19,13 @@ import torch
 from spmamba_sb.data.dynamic_mixing import DynamicMixingDataset, SourcePool
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder holding train.csv")
     parser.add_argument("--num-spks", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--count", type=int, default=500)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     csv_path = os.path.join(args.data, "train.csv")
     start = time.perf_counter()

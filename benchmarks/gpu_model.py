@@ -115,7 +115,8 @@ def measure(name, batches, train_seconds, infer_seconds, repeats):
         emit(entry)
 
 
-def main():
+def parse_args(argv=None):
+    """The command line's options (``argv``: ``sys.argv[1:]`` where None)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 4], help="training batch sizes (none: no training)")
@@ -124,7 +125,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--inference-elements", type=int, default=None,
                         help="input elements per row group of SPMamba's inference on CUDA (BMamba.inference_elements)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.inference_elements:
         BMamba.inference_elements = dict(BMamba.inference_elements, cuda=args.inference_elements)
     emit({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "command": " ".join(sys.argv)})

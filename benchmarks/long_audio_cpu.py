@@ -59,7 +59,7 @@ def _model(folder: str, **masknet_args) -> str:
 
 
 def _wav(folder: str, seconds: float) -> str:
-    path = os.path.join(folder, f"mix_{int(seconds)}s.wav")
+    path = os.path.join(folder, f"mix_{seconds:g}s.wav")
     rng = np.random.default_rng(0)
     sf.write(path, (0.1 * rng.standard_normal(int(seconds * RATE))).astype(np.float32), RATE, subtype="PCM_16")
     return path

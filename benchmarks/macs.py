@@ -60,26 +60,27 @@ def recurrence_macs(model: torch.nn.Module, audio: torch.Tensor) -> int:
 def counted_macs(model: torch.nn.Module, audio: torch.Tensor) -> int:
     """MACs that the FLOP counter sees, with the selective scan and the LSTM replaced by no-ops."""
 
-    def no_scan(u, *args, **kwargs):
+    def no_scan(backend, u, *args, **kwargs):
         return u  # [rows, d_inner, L], no arithmetic
 
     def no_lstm(layer, x):
         return x.new_zeros(layer.output_dim, *x.shape[1:])  # [2H, rows, L], no arithmetic
 
     counter = FlopCounterMode(display=False)
-    with mock.patch.object(mixer_module, "selective_scan", no_scan), mock.patch.object(BLSTM, "forward", no_lstm):
+    with mock.patch.object(mixer_module, "run_scan", no_scan), mock.patch.object(BLSTM, "forward", no_lstm):
         with counter, torch.no_grad():
             model(audio)
     return counter.get_total_flops() // 2
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     audio = torch.randn(1, int(16000 * args.seconds))
     results = {}
-    models = (("SPMamba", SPMamba()), ("TF-GridNet (H=256, hparams/tfgridnet.yaml)", TFGridNet(lstm_hidden_dim=256)))
+    models = (("SPMamba", SPMamba(scan_backend="torch")),
+              ("TF-GridNet (H=256, hparams/tfgridnet.yaml)", TFGridNet(lstm_hidden_dim=256)))
     for name, model in models:
         model.eval()
         recurrence = recurrence_macs(model, audio)

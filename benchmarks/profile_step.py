@@ -102,7 +102,8 @@ def profile_one(args, backend, batch, samples):
     return record
 
 
-def main():
+def parse_args(argv=None):
+    """The command line's options (``argv``: ``sys.argv[1:]`` where None)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["cuda", "triton"])
     parser.add_argument("--steps", type=int, default=3)
@@ -114,7 +115,11 @@ def main():
     parser.add_argument("--hop-length", type=int, default=128)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--shapes", action="store_true", help="also the top operators by GPU time, with input shapes")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     samples = round(args.seconds * args.sample_rate)
     tables = {}
     for backend in args.backends:

@@ -25,9 +25,9 @@
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
-# holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes 3 to 4
-# minutes on 16 cores: BUDGET=20 beside warmup, 29 minutes in all), or prepare and warmup side by
-# side and then `versus 6` (about 19 minutes of wall time) or `ablation 6.5` (about 26).
+# holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes 1.3
+# minutes on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
+# `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -118,7 +118,7 @@ learning() {  # MINUTES
 warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: PyTorch's compile cache
             # keeps the graphs, so no timed run spends its minutes on a cold compile (speed perturbation
             # shortens the crop, so the augmented arm has graphs of its own, as have the batch and crop
-            # arms of `learning`)
+            # arms of `learning`, warmed after the first three)
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
     local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}") runs=()
     spmamba-prepare-demo --out "$tiny/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 --hours-test 0.01 \
@@ -126,6 +126,8 @@ warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: Py
     DATA="$tiny/data" RESULTS="$tiny" run_train spmamba 5 "${steps[@]}" & runs+=($!)
     DATA="$tiny/data" RESULTS="$tiny" run_train spmamba-augmented 5 "${steps[@]}" "${AUGMENTED[@]}" & runs+=($!)
     DATA="$tiny/data" RESULTS="$tiny" run_train tfgridnet 5 "${steps[@]}" "${TFGRIDNET[@]}" & runs+=($!)
+    for run in "${runs[@]}"; do wait "$run"; done
+    runs=()  # then the learning arms' shapes (five 16 kHz runs at once overflow an 80 GB GPU)
     DATA="$tiny/data" RESULTS="$tiny" run_train batch8 5 "${steps[@]}" "${BATCH8[@]}" & runs+=($!)
     DATA="$tiny/data" RESULTS="$tiny" run_train crop1s 5 "${steps[@]}" "${CROP1S[@]}" & runs+=($!)
     for run in "${runs[@]}"; do wait "$run"; done

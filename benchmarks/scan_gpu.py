@@ -125,13 +125,18 @@ def measure(name, scan, inputs, grad, rows, length, dtype, bandwidth, exp_rate):
     return record, out, grads
 
 
-def main():
+def parse_args(argv=None):
+    """The command line's options (``argv``: ``sys.argv[1:]`` where None)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layouts", nargs="+", default=["time-major"], choices=["time-major", "channel-first"])
     parser.add_argument("--sweep", action="store_true",
                         help="also time other tilings (channels x warps per program) of the forward and backward kernels")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     backends = {}
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn

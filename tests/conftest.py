@@ -9,6 +9,15 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, the workers share the cores: torch's default of one thread per core in
+    each of N workers would ask N times as many threads as there are cores, and oversubscribed
+    threads wait on one another at every parallel operation."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

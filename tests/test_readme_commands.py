@@ -212,6 +212,7 @@ def test_other_code_blocks_hold_no_commands():
             assert not [line for line in body.splitlines() if is_command(line)], language
 
 
+@pytest.mark.slow  # the README's commands: preparation, training, separation
 @pytest.mark.parametrize("section", list(GROUPS))
 def test_commands_run_as_written(section, tmp_path):
     """The section's unmarked commands, in order, in one working directory."""

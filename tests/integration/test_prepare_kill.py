@@ -6,6 +6,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # preparations of a corpus, killed and rerun
+
 BIN = os.path.dirname(sys.executable)
 SIZES = ["--duration", "1", "--hours-train", "0.003", "--hours-valid", "0.0006", "--hours-test", "0.0006",
          "--num-voices", "6", "--no-progress", "--num-workers", "2"]

@@ -13,7 +13,8 @@ BIN = os.path.dirname(sys.executable)
 SIZES = ["--duration", "1", "--hours-train", "0.006", "--hours-valid", "0.0006", "--hours-test", "0.0006",
          "--num-voices", "6", "--no-progress", "--num-workers", "2"]
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads processes from /proc (Linux)")
+pytestmark = [pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads processes from /proc (Linux)"),
+              pytest.mark.slow]  # preparations in processes of their own
 
 
 def _prepare(out):

@@ -119,6 +119,7 @@ def _checkpoints(out):
     return sorted(save.glob("CKPT+*")) if save.is_dir() else []
 
 
+@pytest.mark.slow  # train.py reads the corpus
 @pytest.mark.parametrize("split,column", [("test", "s1_wav"), ("valid", "mix_wav")])
 def test_nan_in_a_valid_or_test_row_stops_before_training(tmp_path, split, column):
     data = write_corpus(tmp_path / "data", sizes=(("train", 2), ("valid", 2), ("test", 2)), seconds=0.3)
@@ -135,6 +136,7 @@ def test_nan_in_a_valid_or_test_row_stops_before_training(tmp_path, split, colum
     assert not _checkpoints(out)  # no training was done
 
 
+@pytest.mark.slow  # train.py reads the corpus
 def test_a_missing_file_is_said_to_be_missing(tmp_path):
     data = write_corpus(tmp_path / "data", sizes=(("train", 2), ("valid", 1), ("test", 1)), seconds=0.3)
     path = _row_file(data, "train", 0, "s2_wav")
@@ -146,6 +148,7 @@ def test_a_missing_file_is_said_to_be_missing(tmp_path):
     assert "System error" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow  # train.py reads the corpus
 def test_nan_in_a_training_row_names_the_row_and_the_file(tmp_path):
     data = write_corpus(tmp_path / "data", sizes=(("train", 2), ("valid", 1), ("test", 1)), seconds=0.3)
     path = _row_file(data, "train", 1, "s2_wav")

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from tests.conftest import TINY_OVERRIDES, write_corpus
+
+pytestmark = pytest.mark.slow  # train.py runs, stopped and resumed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -12,6 +12,8 @@ import torch
 
 from tests.regression.outputs import SAVED, current_outputs
 
+pytestmark = pytest.mark.slow  # the outputs include a train.py run and the commands'
+
 
 @pytest.fixture(scope="module")
 def outputs():

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # three processes, each building the quick model
 def test_every_way_runs_steps_and_reports_time_and_peak_memory():
     command = [sys.executable, "benchmarks/train_step_cpu.py", "--lengths", "256", "--threads", "1", "--steps", "1"]
     report = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout)

@@ -107,6 +107,7 @@ KILLED_SAVE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a process of its own, killed during the save
 def test_kill_during_checkpoint_save_leaves_the_previous_one_loadable(tmp_path):
     save = tmp_path / "save"
     result = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(save)], cwd=ROOT, capture_output=True, text=True)

@@ -256,6 +256,7 @@ def test_out_that_is_a_file_exits_1(model_dir, tmp_path, capsys):
         f"{ERROR}--out {tmp_path / 'out'}: cannot create the folder (File exists)"]
 
 
+@pytest.mark.slow  # the console script in a process of its own
 def test_console_script_with_a_good_and_a_bad_file(model_dir, tmp_path):
     good, bad = tmp_path / "good.flac", tmp_path / "bad.wav"
     _audio(RATE // 2, 16000, 2, "PCM_16")(good)

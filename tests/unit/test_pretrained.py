@@ -47,6 +47,7 @@ def test_it_loads_its_bfloat16_weights_without_trusting_its_code(separator):
         assert torch.equal(loaded[name], weight.float()), name
 
 
+@pytest.mark.slow  # the published 8 kHz network on a few seconds of audio
 def test_it_separates_into_two_finite_sources_of_the_input_length(separator):
     mix = two_voices(0.25)
     sources = separator.separate_batch(mix)

@@ -276,6 +276,7 @@ def test_broken_install_warns_once_and_falls_back(monkeypatch, tmp_path, caplog)
     assert len(warnings) == 1 and "undefined symbol" in warnings[0].getMessage()
 
 
+@pytest.mark.slow  # a fresh interpreter each
 @pytest.mark.parametrize("body", [None, "raise OSError('broken build')\n"])
 def test_import_never_touches_mamba_ssm(tmp_path, body):
     env_path = _fake_mamba_ssm(tmp_path, body) if body else ""

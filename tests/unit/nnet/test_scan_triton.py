@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 pytest.importorskip("triton")
+pytestmark = pytest.mark.slow  # each check runs the interpreter in a process of its own
 
 SCAN_CHECK = textwrap.dedent(
     """
