@@ -80,6 +80,17 @@ def demo_sizes(hours: Dict[str, float], num_speakers: int = 2) -> Dict[str, int]
             "num_noise_files": int(np.clip(noise_files, 6, 5000)), "num_clips": int(np.clip(clips, 6, 5000))}
 
 
+def demo_onset_options(duration: float, simulation_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The demo's simulation options: a speaker starts within the first quarter (at most 2 s), unless overridden.
+
+    Example
+    -------
+    >>> demo_onset_options(4.0), demo_onset_options(4.0, {"max_first_onset": 0.5, "rt60": (0.1, 0.3)})
+    ({'max_first_onset': 1.0}, {'max_first_onset': 0.5, 'rt60': (0.1, 0.3)})
+    """
+    return {"max_first_onset": min(2.0, duration / 4), **(simulation_options or {})}
+
+
 def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynthesizer] = None) -> List[Dict[str, Any]]:
     """Distinct synthetic speakers: each a different accent and variant pair (while pairs last) and voice settings.
 
@@ -315,9 +326,8 @@ def prepare_demo(output: str, hours: Optional[Dict[str, float]] = None, duration
     {'train': 1, 'valid': 0, 'test': 0}
     """
     hours = dict(DEMO_HOURS if hours is None else hours)
-    options = {"max_first_onset": min(2.0, duration / 4), **(simulation_options or {})}
     config = SimulationConfig(sample_rate=sample_rate, duration=duration, num_speakers=num_speakers,
-                              num_channels=num_channels, **options)
+                              num_channels=num_channels, **demo_onset_options(duration, simulation_options))
     mixture_counts(hours, config.duration)  # check the sizes before any work
     folders = build_demo_corpora(str(Path(output) / "sources"), hours, sample_rate=sample_rate,
                                  num_speakers=num_speakers, sizes=sizes, seed=seed, num_workers=num_workers,

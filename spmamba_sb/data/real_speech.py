@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS, UnreadableAudioError, read_audio, write_audio_atomic
 from spmamba_sb.data.corpora import SPLITS, Corpora, partition_speakers, scan_librispeech
-from spmamba_sb.data.demo_corpus import DEMO_DURATION
+from spmamba_sb.data.demo_corpus import DEMO_DURATION, demo_onset_options
 from spmamba_sb.data.prepare import mixture_counts, prepare_echo2mix
 from spmamba_sb.data.simulation_config import BACKGROUND_KINDS, SimulationConfig
 from spmamba_sb.data.workers import worker_pool
@@ -326,7 +326,7 @@ def prepare_real_speech(output: str, source: str, layout: str = "librispeech", n
     >>> result["num_mixtures"]
     {'train': 0, 'valid': 0, 'test': 1}
     """
-    options = {"max_first_onset": min(2.0, duration / 4), **(simulation_options or {})}
+    options = demo_onset_options(duration, simulation_options)
     if options.get("backgrounds"):
         raise ValueError(f"backgrounds={options['backgrounds']!r}: a recorded-speech set holds speech only")
     config = SimulationConfig(sample_rate=sample_rate, duration=duration, num_speakers=num_speakers,
