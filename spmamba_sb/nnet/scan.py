@@ -18,7 +18,9 @@ Backends
 ``"cuda"``: ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` on CUDA tensors.
 
 ``"triton"``: this package's Triton kernels (:mod:`spmamba_sb.nnet.scan_triton`) on CUDA
-tensors; Triton comes with PyTorch's CUDA builds, so no compiled extension is needed.
+tensors; Triton comes with PyTorch's CUDA builds, so no compiled extension is needed. They run
+on time-major storage (unit channel stride); channel-first inputs are copied to it and the
+output copied back, which keeps them ahead of mamba-ssm at either layout.
 
 ``"auto"``: for CUDA tensors, by what was measured on an H200 (``benchmarks/gpu_model.py``):
 ``"triton"`` when Triton imports and the GPU's compute capability is at least

@@ -4,7 +4,8 @@ Same recurrence, arguments and shapes as :func:`spmamba_sb.nnet.scan.selective_s
 (``u``, ``delta``, ``z``: [R, D, L]; ``A``: [D, N]; ``B``, ``C``: [R, N, L]), with any strides:
 the kernels read every tensor through its own row, channel and time strides. They are fastest
 on time-major tensors (channel stride 1, as [R, L, D] storage), where each step's loads and
-stores are contiguous; the mixer hands them that layout.
+stores are contiguous: the mixer hands them that layout, and :func:`selective_scan_triton`
+copies inputs in any other layout to it.
 
 One program owns one row and ``BLOCK_D`` channels and walks the sequence step by step, the
 [BLOCK_D, N] states in registers (fp32 whatever the input type); no scan primitive, no
@@ -447,6 +448,20 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, dout, wit
     return du, ddelta, dz, dA, dB.sum(1), dC.sum(1), dD, dbias, out
 
 
+def time_major(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """``t`` [R, X, L] as a view of time-major storage ([R, L, X], unit stride along X), the
+    layout the kernels read fastest; copied only when it is not one already (None stays None).
+
+    Example
+    -------
+    >>> time_major(torch.randn(2, 3, 5)).stride()
+    (15, 1, 3)
+    """
+    if t is None or t.stride(1) == 1:
+        return t
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 def _fp32(t):
     return None if t is None else t.float().contiguous()
 
@@ -508,6 +523,11 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     """Selective scan through the fused-recurrence Triton kernels; arguments and shapes as
     :func:`spmamba_sb.nnet.scan.selective_scan`, any strides.
 
+    The kernels run on time-major storage: inputs in another layout (mamba-ssm's channel-first
+    [R, D, L] with unit time stride, for one) are copied to it first (:func:`time_major`), and
+    the output is then returned contiguous in the channel-first layout. A copy is a few memory
+    passes; the kernels on channel-first storage were 2-4x slower than mamba-ssm's.
+
     It runs as the PyTorch operator ``torch.ops.spmamba_sb.selective_scan`` (with its
     backward registered), so ``torch.compile`` traces through it without a graph break.
     Without autograd, long sequences in few rows are also split along time (see
@@ -518,8 +538,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Returns
     -------
     torch.Tensor
-        [R, D, L] in the dtype of ``u``, stored in ``u``'s dimension order (time-major for a
-        time-major ``u``).
+        [R, D, L] in the dtype of ``u``: time-major storage for a time-major ``u``, else
+        contiguous.
 
     Example
     -------
@@ -528,6 +548,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     >>> selective_scan_triton(u, delta, -torch.rand(4, 3, device="cuda"), B, C).shape  # doctest: +SKIP
     torch.Size([2, 4, 10])
     """
-    inputs = (u, delta, A, B, C, D, z, delta_bias)
+    channel_first = u.stride(1) != 1
+    inputs = (*map(time_major, (u, delta)), A, *map(time_major, (B, C)), D, time_major(z), delta_bias)
     tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    return _scan_op(*inputs, bool(delta_softplus), not tracked)
+    out = _scan_op(*inputs, bool(delta_softplus), not tracked)
+    return out.contiguous() if channel_first else out
