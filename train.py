@@ -29,6 +29,7 @@ from spmamba_sb.brain import SeparationBrain
 from spmamba_sb.console import command, disk_error_message, error_line
 from spmamba_sb.data.dynamic_mixing import DynamicMixingDataset, DynamicMixingSampler, SourcePool
 from spmamba_sb.data.pipelines import check_rows, separation_datasets
+from spmamba_sb.environment import apply_scan_environment, scan_environment, with_scan_backend
 from spmamba_sb.settings import SettingsError, load_hparams
 
 PROG = "train.py"
@@ -92,7 +93,10 @@ def fail(message: str, status: int) -> NoReturn:
 def train(argv):
     """Check the settings and the data, train, then test."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    environment = scan_environment()
+    overrides = with_scan_backend(hparams_file, overrides, environment)  # saved with the experiment
     hparams = load_hparams(hparams_file, overrides)
+    apply_scan_environment(hparams["modules"].values(), environment)
 
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(

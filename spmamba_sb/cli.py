@@ -14,12 +14,14 @@ from tqdm import tqdm
 
 from spmamba_sb.console import command, disk_error_message
 from spmamba_sb.data.audio_io import write_audio
+from spmamba_sb.environment import apply_scan_environment, scan_environment
 from spmamba_sb.outputs import OutputExistsError, atomic_outputs, check_outputs, check_writable
 from spmamba_sb.export import MODEL_FILES, export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
 from spmamba_sb.model_trust import UntrustedModelError
 from spmamba_sb.scoring import REPORT_FILES, UndefinedMetricsError, optional_metrics, write_report
 from spmamba_sb.scoring_sets import read_scoring_set, score_utterance
+from spmamba_sb.settings import SettingsError
 from spmamba_sb.tensor_files import TensorFileError
 
 
@@ -255,7 +257,8 @@ def _load_separator(model: str, device: str, prog: str = "spmamba-separate",
     """Load a model folder (its ``hyperparams.yaml`` checked against the allow-list unless
     ``trust_code``), or a reference checkpoint file (converted as ``spmamba-export --reference``
     does, without a config), or exit with status 1 and one line (from ``prog``) saying what is
-    wrong with it."""
+    wrong with it. Its Mamba layers get what ``SPMAMBA_SCAN_BACKEND`` and ``SPMAMBA_COMPILE_SCAN``
+    ask (:mod:`spmamba_sb.environment`; a bad value exits with status 2)."""
     if os.path.isfile(model):
         with tempfile.TemporaryDirectory() as folder:
             try:
@@ -276,8 +279,13 @@ def _load_separator(model: str, device: str, prog: str = "spmamba-separate",
         _print_error(f"--model {model}: not a model folder (no {', '.join(missing)})", prog)
         raise SystemExit(1)
     try:
-        return SPMambaSeparation.from_hparams(source=model, savedir=model, run_opts={"device": device},
-                                              trust_code=trust_code)
+        environment = scan_environment()
+    except SettingsError as error:
+        _print_error(str(error), prog)
+        raise SystemExit(2)
+    try:
+        separator = SPMambaSeparation.from_hparams(source=model, savedir=model, run_opts={"device": device},
+                                                   trust_code=trust_code)
     except UntrustedModelError as error:  # names the file, the line and the tag; nothing was built
         _print_error(str(error), prog)
         raise SystemExit(1)
@@ -285,6 +293,8 @@ def _load_separator(model: str, device: str, prog: str = "spmamba-separate",
         reason = textwrap.shorten(str(error), width=300, placeholder=" ...")  # one line
         _print_error(f"--model {model}: cannot load it on device {device} ({reason})", prog)
         raise SystemExit(1)
+    apply_scan_environment(separator.mods.values(), environment)
+    return separator
 
 
 def _check_outputs(path: str, outputs: List[str], written: Set[str], overwrite: bool) -> None:

@@ -67,6 +67,9 @@ class MambaMixer(nn.Module):
     scan_backend : str
         ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"`` (see :mod:`spmamba_sb.nnet.scan`).
 
+    The attribute ``compile_torch_scan`` (False; set through :func:`configure_scan`) runs the
+    ``"torch"`` backend through ``torch.compile`` on a CPU when autograd is off.
+
     Example
     -------
     >>> mixer = MambaMixer(d_model=8, d_state=4, expand=2, scan_backend="torch")
@@ -98,6 +101,7 @@ class MambaMixer(nn.Module):
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
         self.scan_backend = check_backend(scan_backend)
         self.last_scan_backend: Optional[str] = None
+        self.compile_torch_scan = False
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
         self.conv1d = nn.Conv1d(
@@ -168,5 +172,43 @@ class MambaMixer(nn.Module):
             z=gate.transpose(0, 1),
             delta_bias=self.dt_proj.bias,
             delta_softplus=True,
+            compile_torch_scan=self.compile_torch_scan,
         ).transpose(0, 1)  # [d_inner, rows, L]
         return (self.out_proj.weight @ y.reshape(self.d_inner, -1)).view(self.d_model, rows, seq_len)
+
+
+def configure_scan(module: nn.Module, backend: Optional[str] = None, compile_torch_scan: Optional[bool] = None) -> int:
+    """Set the scan of every :class:`MambaMixer` in ``module``, once, before it runs (and before
+    ``torch.compile``, which keeps the backend it traced).
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        A model, or any module holding Mamba layers.
+    backend : str, optional
+        Replaces the backend of the layers that have ``"auto"``; a layer given a backend by name
+        keeps it. None changes nothing.
+    compile_torch_scan : bool, optional
+        The layers' ``compile_torch_scan``; None changes nothing.
+
+    Returns
+    -------
+    int
+        How many Mamba layers ``module`` holds.
+
+    Example
+    -------
+    >>> from spmamba_sb.nnet.bmamba import BMamba
+    >>> layer = BMamba(d_model=8, d_state=4, expand=2)
+    >>> configure_scan(layer, backend="torch"), layer.forward_mixer.scan_backend
+    (2, 'torch')
+    """
+    if backend is not None:
+        check_backend(backend)
+    mixers = [layer for layer in module.modules() if isinstance(layer, MambaMixer)]
+    for mixer in mixers:
+        if backend is not None and mixer.scan_backend == "auto":
+            mixer.scan_backend = backend
+        if compile_torch_scan is not None:
+            mixer.compile_torch_scan = compile_torch_scan
+    return len(mixers)

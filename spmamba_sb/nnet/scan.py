@@ -28,17 +28,16 @@ output copied back, which keeps them ahead of mamba-ssm at either layout.
 12.7 GiB against 348 ms and 26.8 GiB with mamba-ssm, 171 ms under ``torch.compile`` with earlier
 kernels; inference: 60 s of audio in 1.34 s against 2.13 s); else ``"cuda"`` when mamba-ssm imports;
 ``"torch"`` otherwise.
-Environment overrides, read here only (:func:`environment_overrides`):
-``SPMAMBA_SCAN_BACKEND`` replaces ``"auto"``; with ``SPMAMBA_COMPILE_SCAN=1`` the ``"torch"``
-backend runs its chunks through ``torch.compile`` on a CPU when autograd is off (opt-in: the
-first call compiles for tens of seconds, then it runs about 2x faster).
+
+Nothing here reads the environment: the backend is an argument, and the variables that choose
+it for a command (``SPMAMBA_SCAN_BACKEND``, ``SPMAMBA_COMPILE_SCAN``) are read once where the
+command starts (:mod:`spmamba_sb.environment`).
 mamba-ssm is imported lazily, the first time a CUDA tensor asks for it, and nowhere else
 in the package.
 """
 
 import logging
-import os
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -47,8 +46,6 @@ from spmamba_sb.nnet.scan_torch import selective_scan_torch
 logger = logging.getLogger(__name__)
 
 SCAN_BACKENDS = ("auto", "cuda", "triton", "torch")
-BACKEND_ENV_VAR = "SPMAMBA_SCAN_BACKEND"
-COMPILE_ENV_VAR = "SPMAMBA_COMPILE_SCAN"
 # "auto" takes the Triton kernels on GPUs of at least this compute capability (Ampere on; they
 # are tested on Hopper); older GPUs get them only when "triton" is asked for by name.
 TRITON_AUTO_MIN_CAPABILITY = (8, 0)
@@ -57,32 +54,6 @@ _INSTALL_HINT = "install the CUDA extra: pip install 'spmamba-sb[cuda]' (mamba-s
 _kernel_cache: dict = {}
 _triton_cache: dict = {}
 _logged_choices: set = set()
-
-
-class EnvironmentOverrides(NamedTuple):
-    """What the environment asks of the scan."""
-
-    backend: Optional[str]  # replaces "auto" (SPMAMBA_SCAN_BACKEND)
-    compile_torch_scan: bool  # the "torch" backend through torch.compile on a CPU (SPMAMBA_COMPILE_SCAN=1)
-
-
-def environment_overrides() -> EnvironmentOverrides:
-    """Read ``SPMAMBA_SCAN_BACKEND`` and ``SPMAMBA_COMPILE_SCAN``: the one place the package
-    reads the environment for the scan.
-
-    Raises
-    ------
-    ValueError
-        If ``SPMAMBA_SCAN_BACKEND`` names no backend.
-
-    Example
-    -------
-    >>> environment_overrides().compile_torch_scan in (True, False)
-    True
-    """
-    backend = os.environ.get(BACKEND_ENV_VAR, "").strip().lower() or None
-    return EnvironmentOverrides(None if backend is None else check_backend(backend),
-                                os.environ.get(COMPILE_ENV_VAR) == "1")
 
 
 def _load_kernel() -> Optional[Callable]:
@@ -161,8 +132,7 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     Arguments
     ---------
     requested : str
-        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``. ``"auto"`` is first replaced
-        by the value of ``SPMAMBA_SCAN_BACKEND`` when that variable is set.
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"``.
     device : torch.device
         Device of the tensors to scan.
 
@@ -186,8 +156,6 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     'torch'
     """
     check_backend(requested)
-    if requested == "auto":
-        requested = environment_overrides().backend or "auto"
     if requested == "torch":
         return "torch"
     if requested in ("cuda", "triton"):
@@ -226,6 +194,7 @@ def selective_scan(
     delta_softplus: bool = False,
     backend: str = "auto",
     chunk_size: Optional[int] = None,
+    compile_torch_scan: bool = False,
 ) -> torch.Tensor:
     """Run the selective scan with the backend ``backend`` resolves to (:func:`resolve_backend`).
 
@@ -254,6 +223,10 @@ def selective_scan(
     chunk_size : int, optional
         Steps per chunk of the ``"torch"`` backend; None picks it
         (see :func:`~spmamba_sb.nnet.scan_torch.selective_scan_torch`).
+    compile_torch_scan : bool
+        Run the ``"torch"`` backend's chunks through ``torch.compile`` on a CPU when autograd
+        is off (opt-in: the first call compiles for tens of seconds, then it runs about 2x
+        faster).
 
     Returns
     -------
@@ -269,11 +242,11 @@ def selective_scan(
     torch.Size([2, 4, 10])
     """
     return run_scan(resolve_backend(backend, u.device), u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                    chunk_size)
+                    chunk_size, compile_torch_scan)
 
 
 def run_scan(backend: str, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-             chunk_size=None) -> torch.Tensor:
+             chunk_size=None, compile_torch_scan=False) -> torch.Tensor:
     """Run the scan on ``backend``, a name :func:`resolve_backend` returned (not checked
     again: callers that resolve once per forward pass call this); arguments and result as
     :func:`selective_scan`.
@@ -299,5 +272,5 @@ def run_scan(backend: str, u, delta, A, B, C, D=None, z=None, delta_bias=None, d
             delta_bias=None if delta_bias is None else delta_bias.float(),
             delta_softplus=delta_softplus,
         )  # [B, D, L]
-    compiled = u.device.type == "cpu" and environment_overrides().compile_torch_scan
+    compiled = u.device.type == "cpu" and compile_torch_scan
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size, compiled)

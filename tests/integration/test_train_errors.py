@@ -158,3 +158,10 @@ def test_nan_in_a_training_row_names_the_row_and_the_file(tmp_path):
     assert result.returncode == 1
     line = _error_line(result)
     assert line == f"train.py: error: {data / 'train.csv'}: row train1: s2_wav='{path}': contains NaN or Inf samples"
+
+
+def test_a_bad_scan_variable_is_one_line_and_status_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPMAMBA_SCAN_BACKEND", "fast")
+    status, line = _settings_error(capsys, tmp_path, HPARAMS, "--data_folder", tmp_path)
+    assert status == 2
+    assert line.startswith("train.py: error: SPMAMBA_SCAN_BACKEND='fast' is not one of"), line

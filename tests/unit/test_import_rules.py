@@ -9,12 +9,14 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "spmamba_sb"
 # module prefix -> prefixes it must never import
 APPLICATION = ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.export", "spmamba_sb.chunking",
-               "spmamba_sb.scoring_sets", "spmamba_sb.cli"]
+               "spmamba_sb.scoring_sets", "spmamba_sb.environment", "spmamba_sb.cli"]
 FORBIDDEN = {
     "spmamba_sb.nnet": ["speechbrain", "spmamba_sb.models", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION],
     "spmamba_sb.models": ["speechbrain", "spmamba_sb.trio", "spmamba_sb.data", *APPLICATION],
     "spmamba_sb.data": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION],
     "spmamba_sb.trio": APPLICATION,
+    # model folders' files stand below the trio, which upgrades older folders' arguments with them
+    "spmamba_sb.model_folder": ["spmamba_sb.trio", *APPLICATION],
     "spmamba_sb.chunking": ["spmamba_sb.nnet", "spmamba_sb.models", "spmamba_sb.trio", *APPLICATION],
     "spmamba_sb.export": ["spmamba_sb.brain", "spmamba_sb.inference", "spmamba_sb.chunking", "spmamba_sb.cli"],
     "spmamba_sb.inference": ["spmamba_sb.brain", "spmamba_sb.export", "spmamba_sb.scoring_sets", "spmamba_sb.cli"],
