@@ -10,8 +10,9 @@
 and :func:`prepare_demo` runs :func:`~spmamba_sb.data.prepare.prepare_echo2mix` on them, exactly
 as on the real corpora. Every speaker is one espeak-ng voice: an English accent, a voice variant,
 and its own speaking rate, pitch, pitch range and word gap; each utterance is one or two random
-sentences. All of it is deterministic from the seed, resumes after an interruption, and runs in
-parallel worker processes.
+sentences. With ``voice_variety="wide"`` the speakers spread wider and every utterance is made
+to sound more like a recording (see :mod:`~spmamba_sb.data.voice_variety`). All of it is
+deterministic from the seed, resumes after an interruption, and runs in parallel worker processes.
 """
 
 import json
@@ -32,6 +33,7 @@ from spmamba_sb.data.prepare import mixture_counts, prepare_echo2mix
 from spmamba_sb.data.sentences import SentenceGenerator
 from spmamba_sb.data.simulation_config import SimulationConfig
 from spmamba_sb.data.synth_speech import EspeakSynthesizer
+from spmamba_sb.data.voice_variety import profile_ranges, speaker_variety, vary_utterance
 from spmamba_sb.data.workers import worker_pool
 
 logger = logging.getLogger(__name__)
@@ -91,7 +93,8 @@ def demo_onset_options(duration: float, simulation_options: Optional[Dict[str, A
     return {"max_first_onset": min(2.0, duration / 4), **(simulation_options or {})}
 
 
-def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynthesizer] = None) -> List[Dict[str, Any]]:
+def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynthesizer] = None,
+                   voice_variety: str = "espeak") -> List[Dict[str, Any]]:
     """Distinct synthetic speakers: each a different accent and variant pair (while pairs last) and voice settings.
 
     Arguments
@@ -102,12 +105,16 @@ def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynth
         Seed of the draws.
     synthesizer : EspeakSynthesizer, optional
         Lists the accents and variants available.
+    voice_variety : str
+        ``"espeak"`` or ``"wide"``: the ranges of the settings
+        (:data:`~spmamba_sb.data.voice_variety.PROFILE_RANGES`); ``"wide"`` adds each speaker's
+        ``"variety"`` (:func:`~spmamba_sb.data.voice_variety.speaker_variety`).
 
     Returns
     -------
     list of dict
-        ``{"speaker", "voice", "variant", "rate", "pitch", "pitch_range", "word_gap"}`` per speaker;
-        speaker IDs are ``"1000"``, ``"1001"``, ...
+        ``{"speaker", "voice", "variant", "rate", "pitch", "pitch_range", "word_gap"}`` per speaker
+        (and ``"variety"``); speaker IDs are ``"1000"``, ``"1001"``, ...
 
     Example
     -------
@@ -115,17 +122,40 @@ def voice_profiles(num_voices: int, seed: int, synthesizer: Optional[EspeakSynth
     >>> [profile["speaker"] for profile in profiles], len({(p["voice"], p["variant"]) for p in profiles})
     (['1000', '1001', '1002'], 3)
     """
-    synthesizer = synthesizer or EspeakSynthesizer()
-    pairs = [(voice, variant) for voice in synthesizer.voices() for variant in synthesizer.variants()]
-    order = np.random.default_rng([seed, 21]).permutation(len(pairs))
+    ranges = profile_ranges(voice_variety)
     profiles = []
-    for index in range(num_voices):
-        voice, variant = pairs[int(order[index % len(pairs)])]
+    for index, (voice, variant) in enumerate(_voice_pairs(synthesizer or EspeakSynthesizer(), num_voices, seed,
+                                                          voice_variety)):
         rng = np.random.default_rng([seed, 22, index])
-        profiles.append({"speaker": str(1000 + index), "voice": voice, "variant": variant,
-                         "rate": int(rng.integers(135, 211)), "pitch": int(rng.integers(20, 81)),
-                         "pitch_range": int(rng.integers(20, 91)), "word_gap": int(rng.integers(0, 3))})
+        profile = {"speaker": str(1000 + index), "voice": voice, "variant": variant,
+                   **{key: int(rng.integers(low, high + 1)) for key, (low, high) in ranges.items()}}
+        if voice_variety != "espeak":
+            profile["variety"] = speaker_variety(np.random.default_rng([seed, 25, index]))
+        profiles.append(profile)
     return profiles
+
+
+def _voice_pairs(synthesizer: EspeakSynthesizer, num_voices: int, seed: int,
+                 voice_variety: str) -> List[Tuple[str, str]]:
+    """Each speaker's accent and variant: distinct pairs in random order while they last.
+
+    ``"wide"`` takes the variants espeak-ng marks female and the others in turn, as recorded
+    corpora balance their speakers (about one espeak-ng variant in four is female).
+    """
+    pairs = [(voice, variant) for voice in synthesizer.voices() for variant in synthesizer.variants()]
+    if voice_variety == "espeak":
+        groups, orders = [pairs], [np.random.default_rng([seed, 21]).permutation(len(pairs))]
+    else:
+        female = {variant for variant in synthesizer.variants() if synthesizer.variant_gender(variant) == "female"}
+        groups = [group for group in ([pair for pair in pairs if pair[1] in female],
+                                      [pair for pair in pairs if pair[1] not in female]) if group]
+        orders = [np.random.default_rng([seed, 21, number]).permutation(len(group))
+                  for number, group in enumerate(groups)]
+    chosen = []
+    for index in range(num_voices):
+        group, order = groups[index % len(groups)], orders[index % len(groups)]
+        chosen.append(group[int(order[index // len(groups) % len(group)])])
+    return chosen
 
 
 def _trim(speech: np.ndarray, sample_rate: int, margin: float = 0.05) -> np.ndarray:
@@ -139,7 +169,10 @@ def _trim(speech: np.ndarray, sample_rate: int, margin: float = 0.05) -> np.ndar
 
 def _make_speaker(folder: str, profile: Dict[str, Any], num_utterances: int, sample_rate: int, seed: int,
                   index: int) -> None:
-    """Synthesise one speaker's utterances (skipping those already written), then the transcript."""
+    """Synthesise one speaker's utterances (skipping those already written), then the transcript.
+
+    A profile with a ``"variety"`` has each trimmed utterance varied at the synthesizer's rate.
+    """
     synthesizer, sentences = EspeakSynthesizer(), SentenceGenerator()
     chapter = Path(folder) / profile["speaker"] / "1"
     chapter.mkdir(parents=True, exist_ok=True)
@@ -154,8 +187,11 @@ def _make_speaker(folder: str, profile: Dict[str, Any], num_utterances: int, sam
         speech = synthesizer.synthesize(text, voice=profile["voice"], variant=profile["variant"], rate=profile["rate"],
                                         pitch=profile["pitch"], pitch_range=profile["pitch_range"],
                                         word_gap=profile["word_gap"], seed=seed * 100003 + index * 1009 + utterance)
-        speech = resample(_trim(speech.astype(np.float64), synthesizer.sample_rate), synthesizer.sample_rate,
-                          sample_rate)
+        speech = _trim(speech.astype(np.float64), synthesizer.sample_rate)
+        if "variety" in profile:
+            speech = vary_utterance(speech, synthesizer.sample_rate, profile["variety"],
+                                    np.random.default_rng([seed, 26, index, utterance]))
+        speech = resample(speech, synthesizer.sample_rate, sample_rate)
         write_audio_atomic(path, np.clip(speech, -1.0, 1.0), sample_rate, subtype="PCM_16")
     write_text_atomic(chapter / f"{profile['speaker']}-1.trans.txt", "".join(lines))
 
@@ -188,7 +224,7 @@ def _run(tasks: List[Tuple[Any, ...]], num_workers: int, show_progress: bool, de
 
 def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16000, num_speakers: int = 2,
                        sizes: Optional[Dict[str, int]] = None, seed: int = 0, num_workers: int = 1,
-                       show_progress: bool = True) -> Dict[str, str]:
+                       show_progress: bool = True, voice_variety: str = "espeak") -> Dict[str, str]:
     """Write the synthetic LibriSpeech, WHAM! and DnR stand-ins (see the module docstring).
 
     Arguments
@@ -210,6 +246,9 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
         Worker processes; 0 or 1 runs in this process.
     show_progress : bool
         Show a tqdm progress bar.
+    voice_variety : str
+        ``"espeak"`` (espeak-ng's voices as they are) or ``"wide"`` (wider spread, formant shifts and
+        recording-like variation; see :mod:`~spmamba_sb.data.voice_variety`).
 
     Returns
     -------
@@ -219,7 +258,7 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
     Raises
     ------
     ValueError
-        On unknown size keys, or a folder made with other settings.
+        On unknown size keys, an unknown voice variety, or a folder made with other settings.
 
     Example
     -------
@@ -229,6 +268,7 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
     >>> sorted(Path(folders["librispeech"], "demo").iterdir())[0].name, Path(folders["sfx"]).name
     ('1000', 'dnr')
     """
+    profile_ranges(voice_variety)  # checks the name before any work
     chosen = demo_sizes(hours, num_speakers)
     unknown = sorted(set(sizes or {}) - set(chosen))
     if unknown:
@@ -243,6 +283,8 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
         partial.unlink()
     settings = {"sizes": chosen, "sample_rate": int(sample_rate), "seed": int(seed),
                 "hours": {split: float(hours.get(split, 0.0)) for split in SPLITS}}
+    if voice_variety != "espeak":  # a default corpus's marker stays as it always was
+        settings["voice_variety"] = voice_variety
     marker = folder / SOURCES_FILE
     if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) != settings:
         raise ValueError(f"demo source folder '{folder}' was made with other settings; use another folder or "
@@ -252,7 +294,7 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
                "sfx": str(folder / "dnr"), "music": str(folder / "dnr")}
     speech_folder = folder / "LibriSpeech" / "demo"
     speech_folder.mkdir(parents=True, exist_ok=True)
-    profiles = voice_profiles(chosen["num_voices"], seed)
+    profiles = voice_profiles(chosen["num_voices"], seed, voice_variety=voice_variety)
     write_text_atomic(folder / "LibriSpeech" / "voices.json", json.dumps(profiles, indent=1))
     tasks: List[Tuple[Any, ...]] = [(_make_speaker, str(speech_folder), profile, chosen["utterances_per_voice"],
                                      sample_rate, seed, index) for index, profile in enumerate(profiles)]
@@ -280,7 +322,7 @@ def prepare_demo(output: str, hours: Optional[Dict[str, float]] = None, duration
                  sample_rate: int = 16000, num_speakers: int = 2, num_channels: int = 1,
                  sizes: Optional[Dict[str, int]] = None, seed: int = 0, num_workers: int = 1,
                  show_progress: bool = True, simulation_options: Optional[Dict[str, Any]] = None,
-                 csv_paths: str = "absolute") -> Dict[str, Any]:
+                 csv_paths: str = "absolute", voice_variety: str = "espeak") -> Dict[str, Any]:
     """Build the demo source corpora in ``<output>/sources`` and the demo dataset in ``<output>``.
 
     Arguments
@@ -309,6 +351,8 @@ def prepare_demo(output: str, hours: Optional[Dict[str, float]] = None, duration
         Any other :class:`~spmamba_sb.data.simulation_config.SimulationConfig` settings.
     csv_paths : str
         ``"absolute"`` or ``"data_root"`` (see :func:`~spmamba_sb.data.prepare.write_csv`).
+    voice_variety : str
+        ``"espeak"`` or ``"wide"`` (see :func:`build_demo_corpora`).
 
     Returns
     -------
@@ -331,7 +375,8 @@ def prepare_demo(output: str, hours: Optional[Dict[str, float]] = None, duration
     mixture_counts(hours, config.duration)  # check the sizes before any work
     folders = build_demo_corpora(str(Path(output) / "sources"), hours, sample_rate=sample_rate,
                                  num_speakers=num_speakers, sizes=sizes, seed=seed, num_workers=num_workers,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, voice_variety=voice_variety)
+    extra_settings = {"demo": True, **({} if voice_variety == "espeak" else {"voice_variety": voice_variety})}
     corpora = Corpora.from_folders(folders["librispeech"], folders["noise"], folders["sfx"], folders["music"])
     return prepare_echo2mix(output, corpora, config, hours=hours, seed=seed, num_workers=num_workers,
-                            show_progress=show_progress, extra_settings={"demo": True}, csv_paths=csv_paths)
+                            show_progress=show_progress, extra_settings=extra_settings, csv_paths=csv_paths)

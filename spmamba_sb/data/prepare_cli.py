@@ -23,6 +23,7 @@ from spmamba_sb.data.extras import DATA_MODULES, import_data_extra
 from spmamba_sb.data.prepare import CSV_PATH_STYLES, PAPER_HOURS, prepare_echo2mix
 from spmamba_sb.data.real_speech import SOURCE_LAYOUTS, prepare_real_speech
 from spmamba_sb.data.simulation_config import AUDIO_SUBTYPES, BACKGROUND_KINDS, SimulationConfig
+from spmamba_sb.data.voice_variety import VOICE_VARIETIES
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,10 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--preset", choices=sorted(DEMO_PRESETS),
                         help="clean: two voices in mildly reverberant rooms and nothing else (--backgrounds none "
                              "--rt60 0.1 0.3); explicit options win")
+    parser.add_argument("--voice-variety", choices=VOICE_VARIETIES, default="espeak",
+                        help="espeak: espeak-ng's voices as they are (default); wide: speakers spread wider (rate, "
+                             "pitch, half of them female variants), formant shifts, and recording-like pitch and "
+                             "level drift, breaths and microphone colouring (settings in voices.json)")
     args = parser.parse_args(argv)
     _require_data_extra(parser)
     for key, value in DEMO_PRESETS.get(args.preset, {}).items():
@@ -201,7 +206,8 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
                               num_speakers=args.num_speakers, num_channels=args.num_channels,
                               sizes={key: value for key, value in sizes.items() if value is not None},
                               seed=args.seed, num_workers=args.num_workers, show_progress=not args.no_progress,
-                              simulation_options=_simulation_options(parser, args), csv_paths=args.csv_paths)
+                              simulation_options=_simulation_options(parser, args), csv_paths=args.csv_paths,
+                              voice_variety=args.voice_variety)
     except (ValueError, TypeError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     _report(result, started)

@@ -79,6 +79,24 @@ class EspeakSynthesizer:
         """Names of the voice variants in the espeak-ng data (``voices/!v``), sorted."""
         return list(self._variants)
 
+    def variant_gender(self, variant: str) -> str:
+        """The gender the file of ``variant`` declares, lower-case (``"female"``, ``"male"``), or ``""`` if none.
+
+        Example
+        -------
+        >>> synthesizer = EspeakSynthesizer()
+        >>> synthesizer.variant_gender("f2"), synthesizer.variant_gender("m3"), synthesizer.variant_gender("klatt")
+        ('female', 'male', '')
+        """
+        if variant not in self._variants:
+            raise ValueError(f"variant={variant!r} is not in espeak-ng's voices/!v folder; "
+                             f"choose from {self.variants()}")
+        text = (self.data_path / "voices" / "!v" / variant).read_text(encoding="utf-8", errors="replace")
+        for words in (line.split() for line in text.splitlines()):
+            if len(words) > 1 and words[0].lower() == "gender":
+                return words[1].lower()
+        return ""
+
     def _load_private_copy(self) -> ctypes.CDLL:
         handle, copy = tempfile.mkstemp(prefix="spmamba-espeak-", suffix=".so")
         os.close(handle)
