@@ -13,6 +13,8 @@
 #                                                     #   minutes each
 #   benchmarks/quick_separation.sh learning [MINUTES] # learning per minute: the recipe / SI-SNR loss /
 #                                                     #   batch 8 / 1 s crops, ABLATION minutes each
+#   benchmarks/quick_separation.sh voices [MINUTES]   # espeak-ng's voices against --voice-variety wide,
+#                                                     #   ABLATION minutes each, both also scored on REAL
 #   benchmarks/quick_separation.sh warmup             # compile the models' graphs on a tiny corpus
 #                                                     #   (beside prepare), so timed runs start warm
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
@@ -20,7 +22,9 @@
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
 #
 # Settings (environment): TASK, DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
-# (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), SEED,
+# (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), VARIETY
+# (the corpus's --voice-variety, default espeak), REAL (for `voices`: a recorded-speech test set made
+# by spmamba-prepare-real at the TASK's rate), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
@@ -44,6 +48,7 @@ BUDGET=${BUDGET:-25}
 ABLATION=${ABLATION:-8}
 HOURS=${HOURS:-2}
 VOICES=${VOICES:-400}
+VARIETY=${VARIETY:-espeak}
 SEED=${SEED:-1234}
 WORKERS=${WORKERS:-$(nproc)}
 DEVICE=${DEVICE:-cuda}
@@ -54,7 +59,7 @@ PYTHON=${PYTHON:-python3}
 experiment() { echo "$RESULTS/$1/$SEED"; }
 
 prepare() {
-    spmamba-prepare-demo --out "$DATA" "${CORPUS[@]}" --hours-train "$HOURS" \
+    spmamba-prepare-demo --out "$DATA" "${CORPUS[@]}" --voice-variety "$VARIETY" --hours-train "$HOURS" \
         --hours-valid 0.2 --hours-test 0.2 --num-voices "$VOICES" --seed 0 --num-workers "$WORKERS" --no-progress
 }
 
@@ -115,21 +120,47 @@ learning() {  # MINUTES
         "batch 8=$(experiment batch8)" "1 s crops=$(experiment crop1s)"
 }
 
+voices() {  # MINUTES: the recipe on espeak-ng's voices (DATA) and on the wide variety (DATA-wide), each
+           # model then scored on the recorded-speech set REAL as well as on its own test split
+    if [ -z "${REAL:-}" ]; then echo "voices needs REAL, a test set made by spmamba-prepare-real" >&2; exit 2; fi
+    VARIETY=wide DATA="$DATA-wide" prepare
+    if [ "$COMPILE" = 1 ]; then tiny_corpus; warm_tiny recipe; fi  # neither arm spends its minutes compiling
+    train espeak "$1"
+    DATA="$DATA-wide" train wide "$1"
+    for arm in espeak wide; do
+        spmamba-export "$(experiment "$arm")" --out "$RESULTS/$arm/model" --overwrite
+        spmamba-evaluate "$REAL/test.csv" --model "$RESULTS/$arm/model" --out "$RESULTS/$arm/real" --overwrite \
+            --device "$DEVICE" --quiet
+    done
+    curves voices.png voices.json "espeak-ng voices=$(experiment espeak)" "wide variety=$(experiment wide)"
+}
+
+tiny_corpus() {  # the warm-up runs' corpus: the task's mixtures, tiny
+    spmamba-prepare-demo --out "$RESULTS/warmup/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 \
+        --hours-test 0.01 --num-voices 20 --seed 0 --num-workers "$WORKERS" --no-progress
+}
+
+warm_tiny() {  # NAME [overrides...]: 20 compiled steps on the tiny corpus, for the compile cache
+    local name=$1
+    shift
+    DATA="$RESULTS/warmup/data" RESULTS="$RESULTS/warmup" run_train "$name" 5 --train_epoch_size 80 --N_epochs 1 \
+        "${COMPILED[@]}" "$@"
+}
+
 warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: PyTorch's compile cache
             # keeps the graphs, so no timed run spends its minutes on a cold compile (speed perturbation
             # shortens the crop, so the augmented arm has graphs of its own, as have the batch and crop
             # arms of `learning`, warmed after the first three)
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
-    local tiny="$RESULTS/warmup" steps=(--train_epoch_size 80 --N_epochs 1 "${COMPILED[@]}") runs=()
-    spmamba-prepare-demo --out "$tiny/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 --hours-test 0.01 \
-        --num-voices 20 --seed 0 --num-workers "$WORKERS" --no-progress
-    DATA="$tiny/data" RESULTS="$tiny" run_train spmamba 5 "${steps[@]}" & runs+=($!)
-    DATA="$tiny/data" RESULTS="$tiny" run_train spmamba-augmented 5 "${steps[@]}" "${AUGMENTED[@]}" & runs+=($!)
-    DATA="$tiny/data" RESULTS="$tiny" run_train tfgridnet 5 "${steps[@]}" "${TFGRIDNET[@]}" & runs+=($!)
+    local runs=()
+    tiny_corpus
+    warm_tiny spmamba & runs+=($!)
+    warm_tiny spmamba-augmented "${AUGMENTED[@]}" & runs+=($!)
+    warm_tiny tfgridnet "${TFGRIDNET[@]}" & runs+=($!)
     for run in "${runs[@]}"; do wait "$run"; done
     runs=()  # then the learning arms' shapes (five 16 kHz runs at once overflow an 80 GB GPU)
-    DATA="$tiny/data" RESULTS="$tiny" run_train batch8 5 "${steps[@]}" "${BATCH8[@]}" & runs+=($!)
-    DATA="$tiny/data" RESULTS="$tiny" run_train crop1s 5 "${steps[@]}" "${CROP1S[@]}" & runs+=($!)
+    warm_tiny batch8 "${BATCH8[@]}" & runs+=($!)
+    warm_tiny crop1s "${CROP1S[@]}" & runs+=($!)
     for run in "${runs[@]}"; do wait "$run"; done
 }
 
@@ -147,6 +178,7 @@ case "${1:-}" in
     ablation) ablation "${2:-$ABLATION}" ;;
     versus) versus "${2:-$ABLATION}" ;;
     learning) learning "${2:-$ABLATION}" ;;
+    voices) voices "${2:-$ABLATION}" ;;
     warmup) warmup ;;
     plot) plot ;;
     check) check ;;

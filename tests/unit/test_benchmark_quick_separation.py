@@ -164,3 +164,32 @@ def test_16k_overrides_build_the_published_16k_front_end(tmp_path):
     for key in ("sample_rate", "n_fft", "hop_length"):
         assert quick[key] == published[key], key
     assert quick["Encoder"].n_fft == 512 and quick["Encoder"].hop_length == 128
+
+
+def test_voices_trains_espeak_and_wide_voices_for_the_same_minutes_and_scores_both_on_real(tmp_path):
+    results, real = tmp_path / "results", tmp_path / "real"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("spmamba-export", "spmamba-evaluate"):  # recorded beside the others
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path / "calls.txt"}"\n')
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    result, calls = _run(tmp_path, "voices", ABLATION="6", RESULTS=str(results), REAL=str(real), COMPILE="1",
+                         DATA=str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    prepare_wide, prepare_tiny, warm, espeak, wide, *scoring, plot = calls
+    assert prepare_wide.split()[:3] == ["spmamba-prepare-demo", "--out", f"{tmp_path}/demo-wide"]
+    assert "--voice-variety wide" in prepare_wide and "--compile" in warm
+    for train, name, data in ((espeak, "espeak", "demo"), (wide, "wide", "demo-wide")):
+        settings = dict(zip(train.split(), train.split()[1:]))
+        assert settings["--output_folder"] == f"{results}/{name}/1234" and settings["--max_train_minutes"] == "6"
+        assert settings["--data_folder"] == f"{tmp_path}/{data}"
+    assert [line.split()[0] for line in scoring] == ["spmamba-export", "spmamba-evaluate"] * 2
+    assert scoring[1].split()[1:6] == [f"{real}/test.csv", "--model", f"{results}/espeak/model", "--out",
+                                       f"{results}/espeak/real"]
+    assert plot.split()[1:4] == ["benchmarks/plot_training.py", "--out", f"{results}/voices.png"]
+
+
+def test_voices_needs_a_recorded_speech_set(tmp_path):
+    result, calls = _run(tmp_path, "voices", RESULTS=str(tmp_path / "results"))
+    assert result.returncode == 2 and "voices needs REAL" in result.stderr and not calls
