@@ -27,7 +27,8 @@ output copied back, which keeps them ahead of mamba-ssm at either layout.
 ``TRITON_AUTO_MIN_CAPABILITY`` (training: a bf16 step of the published model in 201 ms and
 12.7 GiB against 348 ms and 26.8 GiB with mamba-ssm, 171 ms under ``torch.compile`` with earlier
 kernels; inference: 60 s of audio in 1.34 s against 2.13 s); else ``"cuda"`` when mamba-ssm imports;
-``"torch"`` otherwise.
+``"torch"`` otherwise. A call of :func:`selective_scan` on channel-first inputs without
+autograd is the exception (:func:`backend_for`): there "auto" takes mamba-ssm when it imports.
 
 Nothing here reads the environment: the backend is an argument, and the variables that choose
 it for a command (``SPMAMBA_SCAN_BACKEND``, ``SPMAMBA_COMPILE_SCAN``) are read once where the
@@ -182,6 +183,39 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     return choice
 
 
+def backend_for(requested: str, u: torch.Tensor, tracked: bool) -> str:
+    """The backend a call of :func:`selective_scan` runs: :func:`resolve_backend`'s, except that
+    ``"auto"`` takes mamba-ssm's kernel, when it imports, for channel-first inputs (``u`` without
+    unit channel stride) that autograd does not track. There the copies to the Triton kernels'
+    layout cost more than mamba-ssm's whole forward pass (H100, bf16, 501 x 512 x 250 x 16:
+    2.27 against 2.03 ms; 257 x 512 x 494: 2.33 against 1.93 ms), while forward and backward
+    the Triton kernels stay ahead with the copies (4.67 against 8.91 ms; 4.71 against 7.48 ms).
+
+    Arguments
+    ---------
+    requested : str
+        As :func:`resolve_backend`.
+    u : torch.Tensor
+        The scan's input, [B, D, L].
+    tracked : bool
+        Whether autograd records the call.
+
+    Returns
+    -------
+    str
+        ``"cuda"``, ``"triton"`` or ``"torch"``.
+
+    Example
+    -------
+    >>> backend_for("auto", torch.randn(2, 4, 10), tracked=False)
+    'torch'
+    """
+    backend = resolve_backend(requested, u.device)
+    if requested == "auto" and backend == "triton" and not tracked and u.stride(1) != 1 and _load_kernel() is not None:
+        return "cuda"
+    return backend
+
+
 def selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -219,7 +253,7 @@ def selective_scan(
     delta_softplus : bool
         Apply softplus to ``delta`` (after the bias).
     backend : str
-        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"`` (see :func:`resolve_backend`).
+        ``"auto"``, ``"cuda"``, ``"triton"`` or ``"torch"`` (see :func:`backend_for`).
     chunk_size : int, optional
         Steps per chunk of the ``"torch"`` backend; None picks it
         (see :func:`~spmamba_sb.nnet.scan_torch.selective_scan_torch`).
@@ -241,7 +275,9 @@ def selective_scan(
     >>> selective_scan(u, delta, A, B, C, delta_softplus=True, backend="torch").shape
     torch.Size([2, 4, 10])
     """
-    return run_scan(resolve_backend(backend, u.device), u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+    inputs = (u, delta, A, B, C, D, z, delta_bias)
+    tracked = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    return run_scan(backend_for(backend, u, tracked), u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                     chunk_size, compile_torch_scan)
 
 

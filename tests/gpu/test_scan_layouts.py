@@ -1,11 +1,11 @@
-"""The public scan at both layouts on a GPU: the Triton kernels take channel-first inputs as
-fast as time-major ones up to the copies, and ``backend="auto"`` never picks a backend slower
-than another one installed, at either layout (published intra-frame shape, bf16)."""
+"""The public scan at both layouts on a GPU: ``backend="auto"`` never picks a backend slower
+than another one installed, at either layout, with or without the backward pass (published
+intra-frame shape, bf16), and the Triton backend's output follows the input's layout."""
 
 import pytest
 import torch
 
-from spmamba_sb.nnet.scan import resolve_backend, selective_scan
+from spmamba_sb.nnet.scan import backend_for, resolve_backend, selective_scan
 
 pytestmark = pytest.mark.gpu
 ROWS, CHANNELS, N_STATE, LENGTH = 501, 512, 16, 250
@@ -59,7 +59,7 @@ def _median_ms(backend, inputs, with_backward):
 def test_auto_is_the_fastest_installed_backend_at_either_layout(layout, with_backward):
     inputs = _inputs(layout)
     times = {backend: _median_ms(backend, inputs, with_backward) for backend in _installed_backends()}
-    chosen = resolve_backend("auto", torch.device("cuda"))
+    chosen = backend_for("auto", inputs["u"], tracked=with_backward)
     print(layout, "forward+backward" if with_backward else "forward", {k: round(v, 3) for k, v in times.items()},
           "auto ->", chosen)
     assert times[chosen] <= SLACK * min(times.values()), times

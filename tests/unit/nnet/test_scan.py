@@ -286,3 +286,17 @@ def test_import_never_touches_mamba_ssm(tmp_path, body):
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("time_major,tracked,mamba_ssm,expected", [
+    (False, False, True, "cuda"),  # channel-first inference: the copies would cost more than mamba-ssm
+    (False, True, True, "triton"),  # with the backward pass the Triton kernels stay ahead
+    (True, False, True, "triton"),  # the kernels' own layout
+    (False, False, False, "triton"),  # nothing else installed
+])
+def test_auto_takes_mamba_ssm_for_channel_first_inference_only(monkeypatch, time_major, tracked, mamba_ssm, expected):
+    monkeypatch.setattr(scan, "resolve_backend", lambda requested, device: "triton")
+    monkeypatch.setattr(scan, "_load_kernel", lambda: (lambda *args: None) if mamba_ssm else None)
+    u = torch.randn(2, 10, 4).transpose(1, 2) if time_major else torch.randn(2, 4, 10)
+    assert scan.backend_for("auto", u, tracked) == expected
+    assert scan.backend_for("triton", u, tracked) == "triton"  # a backend asked for by name stays
