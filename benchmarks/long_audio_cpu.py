@@ -50,7 +50,7 @@ def _child(model_dir: str, wav: str, chunk_seconds: float) -> dict:
 
 
 def _model(folder: str, **masknet_args) -> str:
-    from spmamba_sb.export import write_model_folder
+    from spmamba_sb.model_folder import write_model_folder
     from spmamba_sb.trio import Encoder, MaskNet
 
     torch.manual_seed(0)

@@ -16,8 +16,9 @@ from spmamba_sb.console import command, disk_error_message
 from spmamba_sb.data.audio_io import write_audio
 from spmamba_sb.environment import apply_scan_environment, scan_environment
 from spmamba_sb.outputs import OutputExistsError, atomic_outputs, check_outputs, check_writable
-from spmamba_sb.export import MODEL_FILES, export_model, export_reference
+from spmamba_sb.export import export_model, export_reference
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
+from spmamba_sb.model_folder import FOLDER_FILES
 from spmamba_sb.model_trust import UntrustedModelError
 from spmamba_sb.scoring import REPORT_FILES, UndefinedMetricsError, optional_metrics, write_report
 from spmamba_sb.scoring_sets import read_scoring_set, score_utterance
@@ -274,7 +275,7 @@ def _load_separator(model: str, device: str, prog: str = "spmamba-separate",
     if not os.path.isdir(model):
         _print_error(f"--model {model}: no such folder", prog)
         raise SystemExit(1)
-    missing = [name for name in ("hyperparams.yaml",) + MODEL_FILES if not os.path.isfile(os.path.join(model, name))]
+    missing = [name for name in FOLDER_FILES if not os.path.isfile(os.path.join(model, name))]
     if missing:
         _print_error(f"--model {model}: not a model folder (no {', '.join(missing)})", prog)
         raise SystemExit(1)

@@ -1,10 +1,11 @@
 """Ready-to-use separation from a model folder, for files of any length.
 
-A model folder holds ``hyperparams.yaml`` (the trio, ``sample_rate``, ``num_spks`` and a
-``pretrainer``) and ``encoder.ckpt``, ``masknet.ckpt``, ``decoder.ckpt``
-(:mod:`spmamba_sb.export` writes one). It loads with :class:`SPMambaSeparation`, which first
-checks that ``hyperparams.yaml`` builds only allow-listed classes (:mod:`spmamba_sb.model_trust`),
-and, unchanged, with SpeechBrain's ``SepformerSeparation``, which builds whatever the file names.
+A model folder (see :mod:`spmamba_sb.model_folder`) holds ``hyperparams.yaml`` (the trio,
+``sample_rate``, ``num_spks`` and a ``pretrainer``) and ``encoder.ckpt``, ``masknet.ckpt``,
+``decoder.ckpt``. It loads with :class:`SPMambaSeparation`, which first checks that
+``hyperparams.yaml`` builds only allow-listed classes
+(:func:`~spmamba_sb.model_folder.check_hyperparams`), and, unchanged, with SpeechBrain's
+``SepformerSeparation``, which builds whatever the file names.
 """
 
 from typing import Any, Tuple
@@ -12,11 +13,10 @@ from typing import Any, Tuple
 import soundfile as sf
 import torch
 from speechbrain.inference.interfaces import Pretrained
-from speechbrain.utils.fetching import fetch
 
 from spmamba_sb.chunking import chunk_lengths, separate_in_chunks
 from spmamba_sb.data.audio_io import UnreadableAudioError, read_audio, resample
-from spmamba_sb.model_trust import check_model_yaml
+from spmamba_sb.model_folder import check_hyperparams
 from spmamba_sb.trio import separate
 
 #: Choices of ``output_rate``: the model's sample rate, or the input file's.
@@ -57,14 +57,13 @@ class SPMambaSeparation(Pretrained):
     def from_hparams(cls, source: str, hparams_file: str = "hyperparams.yaml", *, trust_code: bool = False,
                      **kwargs: Any) -> "SPMambaSeparation":
         """Load a model folder, after checking that its ``hyperparams.yaml`` builds only
-        allow-listed classes (see :func:`~spmamba_sb.model_trust.check_model_yaml`).
+        allow-listed classes (see :func:`~spmamba_sb.model_folder.check_hyperparams`).
 
         Arguments
         ---------
-        source : str
-            The model folder (or any source SpeechBrain's ``fetch`` takes).
-        hparams_file : str
-            The hyperparameter file in ``source``.
+        source, hparams_file : str
+            The model folder and its hyperparameter file, as
+            :func:`~spmamba_sb.model_folder.check_hyperparams` takes them.
         trust_code : bool
             Skip the check and build whatever the file names (run its code): only for a
             folder you trust, as SpeechBrain's own ``from_hparams`` always does.
@@ -93,7 +92,7 @@ class SPMambaSeparation(Pretrained):
         """
         if not trust_code:
             fetch_options = {key: kwargs[key] for key in ("savedir", "local_strategy", "fetch_config") if key in kwargs}
-            check_model_yaml(str(fetch(filename=hparams_file, source=source, save_filename=None, **fetch_options)))
+            check_hyperparams(source, hparams_file, **fetch_options)
         return super().from_hparams(source, hparams_file, **kwargs)
 
     def separate_batch(self, mix: torch.Tensor) -> torch.Tensor:

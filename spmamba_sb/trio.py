@@ -28,30 +28,20 @@ The STFT runs in fp32 whatever autocast is active. Only mono input is supported,
 SpeechBrain's recipes.
 """
 
-from functools import partial
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
+from spmamba_sb.model_folder import upgrade_masknet_arguments
 from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.models import pipeline
 from spmamba_sb.models.pipeline import as_multichannel, normalise
-from spmamba_sb.models.spmamba import MAMBA_SETTINGS
-from spmamba_sb.nnet.bmamba import BMamba
-from spmamba_sb.nnet.sequence import BLSTM
 from spmamba_sb.nnet.stft import ISTFTDecoder, STFTEncoder
 
 SPECTRUM = slice(0, 2)  # channels the mask net reads
 CARRIER = slice(2, 4)  # channels that carry the scale in, and the estimate out
 NUM_CHANNELS = 4  # of the stock flow's feature map; the pipeline's spectrum has 2
-# The string form of older hyperparams.yaml files (read by upgrade_masknet_arguments only):
-# sequence_layer -> (the layer, {its setting's keyword there: the layer's keyword}).
-LEGACY_SEQUENCE_LAYERS = {
-    "mamba": (BMamba, {name: name for name in (*MAMBA_SETTINGS, "eps")}),
-    "lstm": (BLSTM, {"lstm_hidden_dim": "hidden_dim"}),
-}
-LEGACY_LAYER_KEYWORDS = ("lstm_hidden_dim", *MAMBA_SETTINGS)
 
 
 class Encoder(STFTEncoder):
@@ -85,70 +75,19 @@ class Encoder(STFTEncoder):
         return torch.cat([spec, carrier.to(spec.dtype)], dim=1)  # [B, 4, T, F]
 
 
-def upgrade_masknet_arguments(arguments: Mapping[str, Any]) -> Dict[str, Any]:
-    """Mask-net arguments in the form that older ``hyperparams.yaml`` files use, in today's form.
-
-    Older files name the sequence layer by a string and put its settings beside it:
-    ``sequence_layer: mamba`` (also meant when it is absent) with ``d_state``, ``d_conv``,
-    ``expand``, ``scan_backend``, or ``sequence_layer: lstm`` with ``lstm_hidden_dim``; the
-    settings of the other layer were accepted and unused. This function is the only place
-    where those strings are read: they become the factory that
-    :class:`~spmamba_sb.models.gridnet.GridNetMaskNet` takes, ``functools.partial`` of
-    :class:`~spmamba_sb.nnet.bmamba.BMamba` (with the mask net's ``eps``, as then) or of
-    :class:`~spmamba_sb.nnet.sequence.BLSTM`. Arguments in today's form come back unchanged.
-
-    Arguments
-    ---------
-    arguments : Mapping
-        Keyword arguments of :class:`MaskNet`.
-
-    Returns
-    -------
-    dict
-        The same arguments with ``sequence_layer`` a factory.
-
-    Raises
-    ------
-    ValueError
-        On a string other than ``"mamba"`` and ``"lstm"``.
-    TypeError
-        On a layer setting beside a ``sequence_layer`` factory.
-
-    Example
-    -------
-    >>> upgrade_masknet_arguments({"num_spks": 2, "sequence_layer": "lstm", "lstm_hidden_dim": 64})
-    {'num_spks': 2, 'sequence_layer': functools.partial(<class 'spmamba_sb.nnet.sequence.BLSTM'>, hidden_dim=64)}
-    """
-    legacy = [name for name in LEGACY_LAYER_KEYWORDS if name in arguments]
-    layer = arguments.get("sequence_layer")
-    if layer is None and legacy:
-        layer = "mamba"  # the older default
-    if not isinstance(layer, str):  # today's form, or the default layer
-        if legacy:
-            raise TypeError(f"{legacy[0]} is a setting of the sequence layer: give it to sequence_layer={layer!r}")
-        return dict(arguments)
-    if layer not in LEGACY_SEQUENCE_LAYERS:
-        raise ValueError(f"sequence_layer={layer!r} is not one of {tuple(LEGACY_SEQUENCE_LAYERS)} "
-                         "(or a factory such as !name:spmamba_sb.nnet.bmamba.BMamba)")
-    cls, keywords = LEGACY_SEQUENCE_LAYERS[layer]
-    upgraded = {key: value for key, value in arguments.items() if key not in LEGACY_LAYER_KEYWORDS}
-    upgraded["sequence_layer"] = partial(cls, **{keywords[key]: arguments[key] for key in keywords if key in arguments})
-    return upgraded
-
-
 class MaskNet(GridNetMaskNet):
     """GridNet mask net in the stock flow's layout [B, 4, T, F] -> [S, B, 4, T, F], or in the
     pipeline's [B, 2, T, F] -> [B, S, 2, T, F].
 
     Takes the arguments of :class:`~spmamba_sb.models.gridnet.GridNetMaskNet` (mono:
     ``num_mics`` must stay 1), and those of older model folders (see
-    :func:`upgrade_masknet_arguments`); its state dict is that of ``SPMamba.masknet``.
+    :func:`~spmamba_sb.model_folder.upgrade_masknet_arguments`); its state dict is that of
+    ``SPMamba.masknet``.
 
     Example
     -------
-    >>> from functools import partial
-    >>> from spmamba_sb.nnet.bmamba import BMamba
-    >>> bmamba = partial(BMamba, d_state=4, expand=2, scan_backend="torch")
+    >>> from spmamba_sb.nnet.sequence import sequence_layer_factory
+    >>> bmamba = sequence_layer_factory("mamba", d_state=4, expand=2, scan_backend="torch")
     >>> masknet = MaskNet(num_spks=2, n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2,
     ...                   attention_qk_dim=17, sequence_layer=bmamba)
     >>> masknet(torch.randn(1, 4, 51, 17)).shape

@@ -9,14 +9,12 @@ block share a convolution, so their weights are concatenated head by head.
 import os
 import re
 from collections import defaultdict
-from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
 from spmamba_sb.models.reference_keywords import reference_keyword, to_our_keywords
-from spmamba_sb.nnet.bmamba import BMamba
-from spmamba_sb.nnet.sequence import BLSTM
+from spmamba_sb.nnet.sequence import sequence_layer_factory
 from spmamba_sb.tensor_files import load_tensor_file
 
 LIGHTNING_PREFIX = "audio_model."
@@ -204,9 +202,8 @@ def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mappi
     -------
     settings : dict
         ``sample_rate``, ``stft`` (``n_fft``, ``hop_length``, ``window``) and ``masknet``
-        (:class:`~spmamba_sb.models.gridnet.GridNetMaskNet` arguments; ``sequence_layer`` a
-        ``functools.partial`` of :class:`~spmamba_sb.nnet.bmamba.BMamba` or
-        :class:`~spmamba_sb.nnet.sequence.BLSTM`).
+        (:class:`~spmamba_sb.models.gridnet.GridNetMaskNet` arguments; ``sequence_layer`` from
+        :func:`~spmamba_sb.nnet.sequence.sequence_layer_factory`, of BMamba or BLSTM).
     summary : str
         One line saying where each setting came from.
 
@@ -240,10 +237,10 @@ def reference_settings(state: Mapping[str, torch.Tensor], config: Optional[Mappi
                          "datamodule.data_config.sample_rate")
     eps = {"eps": float(given["eps"])} if "eps" in given else {}
     if "lstm_hidden_dim" in shapes:
-        kind, sequence_layer = "lstm", partial(BLSTM, hidden_dim=shapes.pop("lstm_hidden_dim"))
+        kind, layer = "lstm", {"hidden_dim": shapes.pop("lstm_hidden_dim")}
     else:  # BMamba's RMSNorm epsilon is the network's, as in SPMamba
-        mamba = {name: shapes.pop(name) for name in ("d_state", "d_conv", "expand")}
-        kind, sequence_layer = "mamba", partial(BMamba, **mamba, **eps)
+        kind, layer = "mamba", {**{name: shapes.pop(name) for name in ("d_state", "d_conv", "expand")}, **eps}
+    sequence_layer = sequence_layer_factory(kind, **layer)
     masknet = dict(shapes, emb_hop_size=int(given.get("emb_hop_size", 1)), attention_qk_dim=int(qk_dim), **eps,
                    sequence_layer=sequence_layer)
     stft = dict(n_fft=n_fft, hop_length=int(given.get("hop_length", n_fft // 4)),

@@ -1,14 +1,11 @@
 """SPMamba (Li et al. 2024): TF-GridNet with bidirectional Mamba in place of its BLSTMs."""
 
-from functools import partial
 from typing import Any
 
 from spmamba_sb.models.reference_keywords import to_our_keywords
 from spmamba_sb.models.separator import GridNetSeparator
-from spmamba_sb.nnet.bmamba import BMamba
+from spmamba_sb.nnet.sequence import MAMBA_SETTINGS, sequence_layer_factory
 
-#: Keywords that configure each BMamba layer (defaults: those of BMamba).
-MAMBA_SETTINGS = ("d_state", "d_conv", "expand", "scan_backend")
 #: The reference's keywords that its SPMamba accepts and does not use.
 IGNORED_REFERENCE_KEYWORDS = ("input_dim", "lstm_hidden_units")
 
@@ -55,6 +52,6 @@ class SPMamba(GridNetSeparator):
             raise TypeError("SPMamba's sequence layer is BMamba; use TFGridNet for BLSTMs, or GridNetSeparator "
                             "to choose the sequence_layer")
         mamba = {name: settings.pop(name) for name in MAMBA_SETTINGS if name in settings}
-        if "eps" in settings:
-            mamba["eps"] = settings["eps"]
-        super().__init__(sequence_layer=partial(BMamba, **mamba), **settings)
+        if "eps" in mamba:  # the mask net's epsilon is BMamba's RMSNorm epsilon too
+            settings["eps"] = mamba["eps"]
+        super().__init__(sequence_layer=sequence_layer_factory("mamba", **mamba), **settings)

@@ -1,11 +1,10 @@
 """TF-GridNet (Wang et al. 2023), the baseline: SPMamba's network with BLSTMs as the sequence layer."""
 
-from functools import partial
 from typing import Any
 
 from spmamba_sb.models.reference_keywords import to_our_keywords
 from spmamba_sb.models.separator import GridNetSeparator
-from spmamba_sb.nnet.sequence import BLSTM
+from spmamba_sb.nnet.sequence import sequence_layer_factory
 
 #: The reference's keywords that its TF-GridNet accepts and does not use.
 IGNORED_REFERENCE_KEYWORDS = ("input_dim",)
@@ -51,4 +50,4 @@ class TFGridNet(GridNetSeparator):
             raise TypeError("TFGridNet's sequence layer is a BLSTM; use SPMamba for BMamba, or GridNetSeparator "
                             "to choose the sequence_layer")
         lstm = {"hidden_dim": settings.pop("lstm_hidden_dim")} if "lstm_hidden_dim" in settings else {}
-        super().__init__(sequence_layer=partial(BLSTM, **lstm), **settings)
+        super().__init__(sequence_layer=sequence_layer_factory("lstm", **lstm), **settings)

@@ -22,8 +22,8 @@ import torch
 
 from spmamba_sb import SPMamba, TFGridNet
 from spmamba_sb.cli import export_main, separate_main
-from spmamba_sb.export import write_model_folder
 from spmamba_sb.inference import SPMambaSeparation
+from spmamba_sb.model_folder import write_model_folder
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
 

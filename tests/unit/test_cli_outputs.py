@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spmamba_sb import cli, export, scoring
+from spmamba_sb import cli, model_folder, scoring
 from spmamba_sb.data.audio_io import write_audio
 from spmamba_sb.outputs import PARTIAL_SUFFIX
 from tests.conftest import exit_status
@@ -320,8 +320,8 @@ def test_model_folder_is_written_all_or_none(tmp_path, capsys, monkeypatch, fail
     folder, _ = write_experiment(tmp_path / "experiment")
     model = write_tiny_model(tmp_path / "model")
     before = _snapshot(model)
-    monkeypatch.setattr(export, "write_file", _failing_write(export.write_file, f"masknet.ckpt{PARTIAL_SUFFIX}",
-                                                             failure))
+    monkeypatch.setattr(model_folder, "write_file",
+                        _failing_write(model_folder.write_file, f"masknet.ckpt{PARTIAL_SUFFIX}", failure))
     assert _export(folder, "--out", model, "--overwrite") == status
     assert _lines(capsys.readouterr().err) == [line.format(prog=EXPORT, out=model)]
     assert _snapshot(model) == before

@@ -4,13 +4,12 @@ from functools import partial
 
 import pytest
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from spmamba_sb.export import MODEL_FILES, export_model, read_experiment, write_model_folder
+from spmamba_sb.export import export_model
 from spmamba_sb.inference import SPMambaSeparation
+from spmamba_sb.model_folder import MODEL_FILES, read_experiment
 from spmamba_sb.nnet.bmamba import BMamba
-from spmamba_sb.nnet.sequence import BLSTM
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
 
 MAMBA = dict(d_state=4, expand=2, scan_backend="torch")
@@ -125,17 +124,3 @@ def test_older_experiments_export_in_todays_form(experiment, tmp_path):
     mix = torch.randn(2, 400)
     with torch.no_grad():
         torch.testing.assert_close(separator.separate_batch(mix), separate(mix, *trio), rtol=0, atol=0)
-
-
-def test_model_folders_write_the_sequence_layer_with_name(tmp_path):
-    masknet = MaskNet(num_spks=2, **{**TINY, "sequence_layer": partial(BLSTM, hidden_dim=3)})
-    write_model_folder(str(tmp_path), 8000, Encoder(32, 8), masknet)
-    with open(tmp_path / "hyperparams.yaml", encoding="utf-8") as handle:
-        hparams = load_hyperpyyaml(handle)
-    layer = hparams["MaskNet"].blocks[0].intra.sequence
-    assert isinstance(layer, BLSTM) and layer.lstm.hidden_size == 3
-    written = (tmp_path / "hyperparams.yaml").read_bytes()
-    with pytest.raises(ValueError, match="sequence_layer=.* cannot be written to hyperparams.yaml"):
-        write_model_folder(str(tmp_path), 8000, Encoder(32, 8),
-                           MaskNet(num_spks=2, **{**TINY, "sequence_layer": lambda dim: BLSTM(dim, 3)}))
-    assert (tmp_path / "hyperparams.yaml").read_bytes() == written  # it was emptied before the error

@@ -14,8 +14,8 @@ from speechbrain.inference.separation import SepformerSeparation
 from spmamba_sb.data import audio_io
 from spmamba_sb.data.audio_io import read_audio, resample
 from spmamba_sb.cli import keep_freed_memory
-from spmamba_sb.export import write_model_folder
 from spmamba_sb.inference import AudioInputError, SPMambaSeparation
+from spmamba_sb.model_folder import write_model_folder
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.trio import Encoder, MaskNet
 

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 from spmamba_sb import SPMamba
 from spmamba_sb.nnet.bmamba import BMamba
-from spmamba_sb.nnet.sequence import BLSTM
-from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate, to_sb_layout, upgrade_masknet_arguments
+from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate, to_sb_layout
 
 TINY = dict(emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17)
 MAMBA = dict(d_state=4, expand=2, scan_backend="torch")
@@ -115,32 +114,3 @@ def test_recipe_reinitialisation_keeps_mamba_init():
     dt = F.softplus(mixer.dt_proj.bias)
     assert dt.min() >= 1e-3 * 0.999 and dt.max() <= 0.1 * 1.001
     assert torch.allclose(mixer.A_log[0], torch.log(torch.arange(1, 5.0)))
-
-
-@pytest.mark.parametrize("old,layer,settings", [
-    (dict(sequence_layer="mamba", d_state=4, expand=2, scan_backend="torch", lstm_hidden_dim=9), BMamba,
-     dict(d_state=4, expand=2, scan_backend="torch")),
-    (dict(d_state=4, expand=2, eps=1e-6), BMamba, dict(d_state=4, expand=2, eps=1e-6)),  # "mamba", the old default
-    (dict(sequence_layer="lstm", lstm_hidden_dim=6, d_state=4), BLSTM, dict(hidden_dim=6)),
-])
-def test_older_model_folders_name_the_sequence_layer_by_a_string(old, layer, settings):
-    """Older hyperparams.yaml files build the same mask net, with the same weights' names."""
-    arguments = upgrade_masknet_arguments(dict(n_fft=32, **TINY, **old))
-    assert arguments["sequence_layer"].func is layer and arguments["sequence_layer"].keywords == settings
-    assert not {"lstm_hidden_dim", "d_state", "d_conv", "expand", "scan_backend"} & set(arguments)
-    torch.manual_seed(0)
-    legacy = MaskNet(n_fft=32, **TINY, **old)
-    torch.manual_seed(0)
-    today = MaskNet(**arguments)
-    assert legacy.config.keys() == arguments.keys() and legacy.config["sequence_layer"].keywords == settings
-    assert legacy.state_dict().keys() == today.state_dict().keys()
-    for key, value in today.state_dict().items():
-        assert torch.equal(legacy.state_dict()[key], value), key
-
-
-def test_older_form_errors():
-    with pytest.raises(ValueError, match="sequence_layer='gru' is not one of \\('mamba', 'lstm'\\)"):
-        MaskNet(n_fft=32, sequence_layer="gru")
-    with pytest.raises(TypeError, match="d_state is a setting of the sequence layer"):
-        MaskNet(n_fft=32, sequence_layer=BMamba, d_state=4)
-    assert upgrade_masknet_arguments({"n_fft": 32}) == {"n_fft": 32}
