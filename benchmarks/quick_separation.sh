@@ -15,6 +15,7 @@
 #                                                     #   batch 8 / 1 s crops, ABLATION minutes each
 #   benchmarks/quick_separation.sh voices [MINUTES]   # espeak-ng's voices against --voice-variety wide,
 #                                                     #   ABLATION minutes each, both also scored on REAL
+#                                                     #   and on the espeak-ng test split
 #   benchmarks/quick_separation.sh warmup             # compile the models' graphs on a tiny corpus
 #                                                     #   (beside prepare), so timed runs start warm
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
@@ -31,7 +32,9 @@
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
 # holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes 1.3
 # minutes on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
-# `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21).
+# `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21);
+# after prepare, `voices 5` takes about 20 (the wide corpus 1.5, warm-up 1, each arm 1.5 beyond its
+# minutes, the four scorings about 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -121,7 +124,8 @@ learning() {  # MINUTES
 }
 
 voices() {  # MINUTES: the recipe on espeak-ng's voices (DATA) and on the wide variety (DATA-wide), each
-           # model then scored on the recorded-speech set REAL as well as on its own test split
+           # model then scored on the recorded-speech set REAL and on the espeak-ng test split (one
+           # test set for both arms; each train run's own test stage scores its own voices)
     if [ -z "${REAL:-}" ]; then echo "voices needs REAL, a test set made by spmamba-prepare-real" >&2; exit 2; fi
     VARIETY=wide DATA="$DATA-wide" prepare
     if [ "$COMPILE" = 1 ]; then tiny_corpus; warm_tiny recipe; fi  # neither arm spends its minutes compiling
@@ -131,6 +135,8 @@ voices() {  # MINUTES: the recipe on espeak-ng's voices (DATA) and on the wide v
         spmamba-export "$(experiment "$arm")" --out "$RESULTS/$arm/model" --overwrite
         spmamba-evaluate "$REAL/test.csv" --model "$RESULTS/$arm/model" --out "$RESULTS/$arm/real" --overwrite \
             --device "$DEVICE" --quiet
+        spmamba-evaluate "$DATA/test.csv" --model "$RESULTS/$arm/model" --out "$RESULTS/$arm/espeak-test" \
+            --overwrite --device "$DEVICE" --quiet
     done
     curves voices.png voices.json "espeak-ng voices=$(experiment espeak)" "wide variety=$(experiment wide)"
 }

@@ -1,19 +1,21 @@
-"""Every shell command of README.md runs as written at tiny sizes, or carries a marker saying
-what it needs beyond this package and a CPU.
+"""Every shell command of README.md and of the pages in docs/ runs as written at tiny sizes, or
+carries a marker saying what it needs beyond this package and a CPU; every link between those
+pages (and benchmarks/RESULTS.md) points to a file and heading that exist.
 
 Commands are the lines of ``bash`` / ``sh`` / ``shell`` / ``console`` code blocks and inline code
 in the prose that starts with a program (``make demo``, ``spmamba-prepare-demo --out ...``); an
-inline command also written in a code block, ``NAME=value`` settings aside, is the block's. A
-command whose comment starts with a marker (``# setup``, ``# needs a GPU``, ``# needs 2 GPUs``,
-``# needs the ... corpus``, ``# needs SpeechBrain's recipe folder``) is not run; every other one
-is, in README order, in a fresh working directory per ``##`` section, on the CPU with one
-thread, with only:
+inline command also written in a code block of any page, ``NAME=value`` settings aside, is the
+block's. A command whose comment starts with a marker (``# setup``, ``# needs a GPU``, ``# needs
+2 GPUs``, ``# needs the ... corpus``, ``# needs SpeechBrain's recipe folder``) is not run; every
+other one is, in page order, in a fresh working directory per page and ``##`` section (a section
+named in ``CONTINUES`` runs after, and in the directory of, the one it continues), on the CPU with
+one thread, with only:
 
 * tiny sizes set (``TINY_OPTIONS``: the value replaced where the command gives the option);
 * ``DATA`` and ``/data/Libri2Mix`` replaced by a tiny corpus at the rate the command's hparams
   file sets, and ``[--option value]`` taken as ``--option value``;
 * ``make TARGET`` run as the commands of its recipe (``make -n``), each with the above;
-* the example inputs the README takes as given (``write_example_inputs``) in the directory.
+* the example inputs the pages take as given (``write_example_inputs``) in the directory.
 """
 
 import os
@@ -40,8 +42,12 @@ PROGRAMS = {"bash", "cd", "git", "make", "pip", "python", "python3", "sh", "torc
 MARKER = re.compile(r"setup\b|needs (a GPU|\d+ GPUs|SpeechBrain's recipe folder|the .+ corpus|the .+ corpora)\b")
 SETTINGS = re.compile(r"^(?:\w+=\S*\s+)*")
 OPTIONAL = re.compile(r"\[(--[^\]]*)\]")
-# A section that works on what an earlier one made: it continues in that one's directory.
-CONTINUES = {"Separate recordings": "Train"}
+# The pages whose commands run, README first; a page's name is its path from the repository root.
+PAGES = ["README.md", *sorted(f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md"))]
+# Pages whose links are checked besides: the benchmark results the pages cite.
+LINKED_PAGES = [*PAGES, "benchmarks/RESULTS.md"]
+# A (page, section) that works on what another made: it continues in that one's directory.
+CONTINUES = {("docs/evaluation.md", "Score a model"): ("README.md", "Train")}
 TIMEOUT_S = 300
 
 TINY_TRAINING = {**dict(zip(TINY_OVERRIDES[::2], TINY_OVERRIDES[1::2])), "--hop_length": "32",
@@ -57,10 +63,12 @@ TINY_OPTIONS = {
 
 @dataclass(frozen=True)
 class Command:
-    """One README command: its text without the comment, its marker ("" if none), its section."""
+    """One documented command: its text without the comment, its marker ("" if none), and the
+    page and ``##`` section it is written in."""
 
     text: str
     marker: str
+    page: str
     section: str
 
 
@@ -77,49 +85,83 @@ def command_key(text):
     return " ".join(SETTINGS.sub("", text).split())
 
 
-def readme_commands(readme):
-    """The commands of a README text in order, each once (see the module docstring)."""
+def page_commands(page, text):
+    """The block commands and the inline commands of one page, each as (line number, Command)."""
     block_commands, inline_commands = [], []
     section, fence, pending = "", None, ""
-    for number, line in enumerate(readme.splitlines()):
+    for number, line in enumerate(text.splitlines()):
         if line.startswith("```"):
             fence = line[3:].strip() if fence is None else None
         elif fence is None:
             section = line[3:].strip() if line.startswith("## ") else section
-            inline_commands += [(number, Command(code, "", section)) for code in re.findall(r"`([^`]+)`", line)
+            inline_commands += [(number, Command(code, "", page, section)) for code in re.findall(r"`([^`]+)`", line)
                                 if is_command(code)]
         elif fence in SHELL_LANGUAGES:
             line = pending + line.strip()
             pending = line[:-1] if line.endswith("\\") else ""
             if pending or not line or line.startswith("#"):
                 continue
-            text, comment = (re.split(r"\s+#\s*", line, maxsplit=1) + [""])[:2]
+            command_text, comment = (re.split(r"\s+#\s*", line, maxsplit=1) + [""])[:2]
             marker = MARKER.match(comment)
-            block_commands.append((number, Command(text, marker.group() if marker else "", section)))
-    seen = {command_key(command.text) for _, command in block_commands}
-    for number, command in inline_commands:
-        if command_key(command.text) not in seen:
-            seen.add(command_key(command.text))
-            block_commands.append((number, command))
-    return [command for _, command in sorted(block_commands, key=lambda item: item[0])]
+            block_commands.append((number, Command(command_text, marker.group() if marker else "", page, section)))
+    return block_commands, inline_commands
+
+
+def documented_commands(texts):
+    """The commands of the pages (``{page: text}``) in page order, then line order, each once:
+    an inline command written in any page's code block is that block's (see the module docstring)."""
+    per_page = {page: page_commands(page, text) for page, text in texts.items()}
+    seen = {command_key(command.text) for blocks, _ in per_page.values() for _, command in blocks}
+    commands = []
+    for page, (block_commands, inline_commands) in per_page.items():
+        for number, command in inline_commands:
+            if command_key(command.text) not in seen:
+                seen.add(command_key(command.text))
+                block_commands.append((number, command))
+        commands += [command for _, command in sorted(block_commands, key=lambda item: item[0])]
+    return commands
+
+
+def directory_of(page, section):
+    """The (page, section) whose working directory a section's commands run in."""
+    while (page, section) in CONTINUES:
+        page, section = CONTINUES[(page, section)]
+    return page, section
 
 
 def run_groups(commands):
-    """The unmarked commands by the section whose directory they run in."""
+    """The unmarked commands by the (page, section) whose directory they run in, in page order:
+    a section that continues another runs after it."""
     groups = {}
     for command in commands:
         if not command.marker:
-            groups.setdefault(CONTINUES.get(command.section, command.section), []).append(command)
+            groups.setdefault(directory_of(command.page, command.section), []).append(command)
     return groups
 
 
-README_TEXT = (ROOT / "README.md").read_text(encoding="utf-8")
-COMMANDS = readme_commands(README_TEXT)
+def without_code_blocks(text):
+    """A page's text without its fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+
+
+def heading_anchors(text):
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as ``-``."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", without_code_blocks(text), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def page_links(text):
+    """The targets of a page's Markdown links and images, code blocks and inline code left out."""
+    return re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", re.sub(r"`[^`\n]*`", "", without_code_blocks(text)))
+
+
+TEXTS = {page: (ROOT / page).read_text(encoding="utf-8") for page in PAGES}
+COMMANDS = documented_commands(TEXTS)
 GROUPS = run_groups(COMMANDS)
 
 
 def write_example_inputs(workdir):
-    """What the README's commands take as given: the repository's train.py, hparams/ and
+    """What the documented commands take as given: the repository's train.py, hparams/ and
     pretrained/, tiny corpora at 8 and 16 kHz, data/test.csv with ``$data_root`` paths, meeting.wav,
     interview.flac, and a reference checkpoint best_model.pth with its conf.yml."""
     for name in ("train.py", "hparams", "pretrained"):
@@ -182,7 +224,7 @@ def make_recipe(argv, env):
 
 
 def run(text, workdir):
-    """Run one README command in ``workdir`` on the CPU (see the module docstring)."""
+    """Run one documented command in ``workdir`` on the CPU (see the module docstring)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
            **dict(re.findall(r"(\w+)=(\S*)", SETTINGS.match(text).group()))}
     argv = shlex.split(OPTIONAL.sub(r"\1", SETTINGS.sub("", text)))
@@ -200,22 +242,43 @@ def run(text, workdir):
 
 
 def test_commands_are_found():
-    """The README has commands to run and marked ones; the sections others continue in exist."""
+    """The README has commands to run and marked ones; every docs page is read; the sections in
+    CONTINUES exist, and each continued one has commands to run before those continuing it."""
     assert GROUPS and any(command.marker for command in COMMANDS)
-    assert set(CONTINUES.values()) <= set(GROUPS)
+    assert len(PAGES) > 1 and all(text.strip() for text in TEXTS.values())
+    order = [(command.page, command.section) for command in COMMANDS if not command.marker]
+    assert set(CONTINUES) <= set(order) and set(CONTINUES.values()) <= set(GROUPS)
+    assert all(order.index(continued) < order.index(section) for section, continued in CONTINUES.items())
 
 
-def test_other_code_blocks_hold_no_commands():
+@pytest.mark.parametrize("page", PAGES)
+def test_other_code_blocks_hold_no_commands(page):
     """Commands are written in shell code blocks, where the marker check sees them."""
-    for language, body in re.findall(r"^```(\w*)\n(.*?)^```", README_TEXT, re.M | re.S):
+    for language, body in re.findall(r"^```(\w*)\n(.*?)^```", TEXTS[page], re.M | re.S):
         if language not in SHELL_LANGUAGES:
             assert not [line for line in body.splitlines() if is_command(line)], language
 
 
-@pytest.mark.slow  # the README's commands: preparation, training, separation
-@pytest.mark.parametrize("section", list(GROUPS))
-def test_commands_run_as_written(section, tmp_path):
-    """The section's unmarked commands, in order, in one working directory."""
+@pytest.mark.parametrize("page", LINKED_PAGES)
+def test_links_resolve(page):
+    """Every relative link of the page names a file that exists and, after ``#``, one of its headings."""
+    source = ROOT / page
+    broken = []
+    for link in page_links(source.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (source.parent / path).resolve() if path else source
+        if not target.exists() or (anchor and anchor not in heading_anchors(target.read_text(encoding="utf-8"))):
+            broken.append(link)
+    assert not broken, f"{page}: {broken}"
+
+
+@pytest.mark.slow  # the documented commands: preparation, training, separation
+@pytest.mark.parametrize("directory", list(GROUPS), ids=[f"{page}::{section}" for page, section in GROUPS])
+def test_commands_run_as_written(directory, tmp_path):
+    """The unmarked commands run in one directory, in order: its section's and those of the
+    sections that continue it."""
     write_example_inputs(tmp_path)
-    for command in GROUPS[section]:
+    for command in GROUPS[directory]:
         run(command.text, tmp_path)

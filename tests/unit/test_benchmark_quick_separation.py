@@ -184,9 +184,11 @@ def test_voices_trains_espeak_and_wide_voices_for_the_same_minutes_and_scores_bo
         settings = dict(zip(train.split(), train.split()[1:]))
         assert settings["--output_folder"] == f"{results}/{name}/1234" and settings["--max_train_minutes"] == "6"
         assert settings["--data_folder"] == f"{tmp_path}/{data}"
-    assert [line.split()[0] for line in scoring] == ["spmamba-export", "spmamba-evaluate"] * 2
+    assert [line.split()[0] for line in scoring] == ["spmamba-export", "spmamba-evaluate", "spmamba-evaluate"] * 2
     assert scoring[1].split()[1:6] == [f"{real}/test.csv", "--model", f"{results}/espeak/model", "--out",
                                        f"{results}/espeak/real"]
+    assert scoring[5].split()[1:6] == [f"{tmp_path}/demo/test.csv", "--model", f"{results}/wide/model", "--out",
+                                       f"{results}/wide/espeak-test"]
     assert plot.split()[1:4] == ["benchmarks/plot_training.py", "--out", f"{results}/voices.png"]
 
 
