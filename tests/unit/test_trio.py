@@ -1,24 +1,27 @@
-"""The trio through SpeechBrain's stock separation flow equals SPMamba's own forward."""
+"""The trio through SpeechBrain's stock separation flow equals GridNetSeparator's own forward."""
 
 from functools import partial
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from spmamba_sb import SPMamba
+from spmamba_sb.models.separator import GridNetSeparator
 from spmamba_sb.nnet.bmamba import BMamba
-from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate, to_sb_layout
+from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
 
 TINY = dict(emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17)
 MAMBA = dict(d_state=4, expand=2, scan_backend="torch")
 
 
 def _pair(num_spks):
-    model = SPMamba(num_spks=num_spks, n_fft=32, hop_length=8, **TINY, **MAMBA).eval()
-    masknet = MaskNet(num_spks=num_spks, n_fft=32, sequence_layer=partial(BMamba, **MAMBA), **TINY)
-    trio = Encoder(32, 8), masknet.eval(), Decoder(32, 8)
-    trio[1].load_state_dict(model.masknet.state_dict(), strict=True)
+    """A trio of random weights, and a GridNetSeparator given its mask net's weights by state dict."""
+    torch.manual_seed(num_spks)
+    bmamba = partial(BMamba, **MAMBA)
+    trio = Encoder(32, 8), MaskNet(num_spks=num_spks, n_fft=32, sequence_layer=bmamba, **TINY).eval(), Decoder(32, 8)
+    model = GridNetSeparator(num_spks=num_spks, n_fft=32, hop_length=8, sequence_layer=bmamba, **TINY).eval()
+    model.masknet.load_state_dict(trio[1].state_dict(), strict=True)
     return model, trio
 
 
@@ -35,28 +38,50 @@ def stock_flow(mix, encoder, masknet, decoder, num_spks):
     return est_source[:, :T_origin, :]
 
 
+def _relative_difference(now, expected):
+    return ((now - expected).abs().max() / expected.abs().max()).item()
+
+
 @pytest.mark.parametrize("num_spks", [2, 3])
 @pytest.mark.parametrize("length", [400, 403, 519])
-def test_stock_flow_equals_model(num_spks, length):
+def test_separate_is_the_stock_flow_and_equals_the_separator(num_spks, length):
     model, trio = _pair(num_spks)
     mix = torch.randn(2, length, generator=torch.Generator().manual_seed(length)) * 3
     with torch.no_grad():
-        expected = to_sb_layout(model(mix))
-        stock = stock_flow(mix, *trio, num_spks)
+        expected = model(mix).transpose(1, 2)  # [B, L, S]
         ours = separate(mix, *trio)
-    assert stock.shape == (2, length, num_spks)
-    torch.testing.assert_close(stock, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-    torch.testing.assert_close(ours, stock)
+        stock = stock_flow(mix, *trio, num_spks)
+    assert ours.shape == (2, length, num_spks)
+    assert _relative_difference(ours, expected) <= 1e-5
+    torch.testing.assert_close(ours, stock, rtol=0, atol=0)
 
 
-def test_stock_flow_equals_model_under_bf16_autocast():
+def test_stock_flow_equals_the_separator_under_bf16_autocast():
     model, trio = _pair(2)
     mix = torch.randn(2, 400)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        expected = to_sb_layout(model(mix))
+        expected = model(mix).transpose(1, 2)
         stock = stock_flow(mix, *trio, 2)
         assert trio[0](mix).dtype == torch.float32  # the STFT stays fp32
     torch.testing.assert_close(stock, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+class Wrapped(nn.Module):
+    """Exposes its module's forward only, as DistributedDataParallel does."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        return self.module(*args)
+
+
+def test_separate_calls_the_modules_forward_only():
+    _, trio = _pair(2)
+    mix = torch.randn(2, 400)
+    with torch.no_grad():
+        torch.testing.assert_close(separate(mix, *map(Wrapped, trio)), separate(mix, *trio), rtol=0, atol=0)
 
 
 def test_silence_and_shapes():
@@ -68,34 +93,31 @@ def test_silence_and_shapes():
     assert torch.equal(separate(torch.zeros(1, 400), encoder, masknet, decoder), torch.zeros(1, 400, 2))
 
 
-def test_pipeline_layout():
-    """The same modules in the package's flow: spectrum in, estimates out, no carrier channels."""
-    model, (encoder, masknet, decoder) = _pair(2)
-    wave = torch.randn(3, 1, 400)
-    spec = encoder(wave)
-    assert spec.shape == (3, 1, 2, 51, 17)
-    torch.testing.assert_close(spec, model.encoder(wave))
-    with torch.no_grad():
-        estimate = masknet(spec[:, 0])
-        assert estimate.shape == (3, 2, 2, 51, 17)
-        torch.testing.assert_close(estimate, model.masknet(spec[:, 0]))
-    assert decoder(estimate, length=403).shape == (3, 2, 403)
-    with pytest.raises(ValueError, match="shorter than one STFT frame"):
-        encoder(torch.randn(1, 1, 31))
-    with pytest.raises(ValueError, match=r"mono mixtures \[B, L\]"):
-        separate(torch.randn(1, 1, 400), encoder, masknet, decoder)
-
-
-def test_bad_input():
+def test_other_layouts_are_refused():
+    """Only the stock layout: the package pipeline's shapes ([B, 1, L], [B, 2, T, F],
+    [B, S, 2, T, F]) raise, naming the expected shape."""
     encoder, masknet, decoder = _pair(2)[1]
-    with pytest.raises(ValueError, match="mono"):
+    with pytest.raises(ValueError, match=r"mono mixtures \[B, L\], got shape \(3, 1, 400\)"):
+        encoder(torch.randn(3, 1, 400))
+    with pytest.raises(ValueError, match=r"mono mixtures \[B, L\]"):
         encoder(torch.randn(1, 400, 2))
-    with pytest.raises(ValueError, match=r"expected the Encoder's output \[B, 4, T, F\] or a spectrum"):
-        masknet(torch.randn(1, 3, 51, 17))
+    with pytest.raises(ValueError, match=r"expected the Encoder's output \[B, 4, T, F\], got \(3, 2, 51, 17\)"):
+        masknet(torch.randn(3, 2, 51, 17))
+    with pytest.raises(ValueError, match=r"expected one source's feature map \[B, 4, T, F\], got \(3, 2, 2, 51, 17\)"):
+        decoder(torch.randn(3, 2, 2, 51, 17))
     with pytest.raises(ValueError, match="num_mics must be 1"):
         MaskNet(num_mics=2)
-    with pytest.raises(ValueError, match=r"expected \[B, 4, T, F\]"):
-        decoder(torch.randn(1, 2, 51, 17))
+
+
+@pytest.mark.parametrize("mix, message", [
+    (torch.randn(1, 1, 400), r"the trio takes mono mixtures \[B, L\], got shape \(1, 1, 400\)"),
+    (torch.randn(2, 31), r"input has 31 samples, shorter than one STFT frame \(32 samples\)"),
+    (torch.full((1, 400), float("nan")), "input contains NaN or Inf samples"),
+    (torch.zeros(1, 400, dtype=torch.int16), "expected a floating-point waveform tensor"),
+])
+def test_separate_checks_its_input(mix, message):
+    with pytest.raises(ValueError, match=message):
+        separate(mix, *_pair(2)[1])
 
 
 def test_recipe_reinitialisation_keeps_mamba_init():
