@@ -1,4 +1,4 @@
-"""Integrated loudness (ITU-R BS.1770-4, K-weighted and gated) via pyloudnorm."""
+"""Integrated loudness (ITU-R BS.1770-4, K-weighted and gated) via pyloudnorm, and short frames for levels."""
 
 import math
 from functools import lru_cache
@@ -6,6 +6,19 @@ from functools import lru_cache
 import numpy as np
 
 from spmamba_sb.data.extras import import_data_extra
+
+
+def frames_of(speech: np.ndarray, sample_rate: int, seconds: float = 0.02) -> np.ndarray:
+    """``speech`` [L] cut into frames of ``seconds`` (at least one sample), the last zero-padded: [T, frame].
+
+    Example
+    -------
+    >>> frames_of(np.ones(500), 8000).shape
+    (4, 160)
+    """
+    frame = max(1, int(seconds * sample_rate))
+    num_frames = math.ceil(speech.shape[0] / frame)
+    return np.pad(speech, (0, num_frames * frame - speech.shape[0])).reshape(num_frames, frame)
 
 
 @lru_cache(maxsize=8)

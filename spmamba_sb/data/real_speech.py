@@ -19,7 +19,6 @@ Rerunning the same command resumes; any other existing content of the output fol
 """
 
 import json
-import math
 from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS, UnreadableAudioError, read_audio, write_audio_atomic
 from spmamba_sb.data.corpora import SPLITS, Corpora, partition_speakers, scan_librispeech
 from spmamba_sb.data.demo_corpus import DEMO_DURATION, demo_onset_options
+from spmamba_sb.data.loudness import frames_of
 from spmamba_sb.data.prepare import mixture_counts, prepare_echo2mix
 from spmamba_sb.data.simulation_config import BACKGROUND_KINDS, SimulationConfig
 from spmamba_sb.data.workers import worker_pool
@@ -140,10 +140,9 @@ def trim_silence(speech: np.ndarray, sample_rate: int) -> np.ndarray:
     >>> trim_silence(speech, 8000).shape
     (2400,)
     """
-    frame = max(1, int(_TRIM_FRAME_SECONDS * sample_rate))
-    num_frames = math.ceil(len(speech) / frame)
-    padded = np.pad(speech, (0, num_frames * frame - len(speech)))
-    energy = np.mean(padded.reshape(num_frames, frame) ** 2, axis=1)  # [T]
+    frames = frames_of(speech, sample_rate, _TRIM_FRAME_SECONDS)  # [T, frame]
+    frame = frames.shape[1]
+    energy = np.mean(frames ** 2, axis=1)  # [T]
     if not energy.max() > 0:
         raise ValueError("holds only silence")
     loud = np.nonzero(energy >= energy.max() * 10 ** (-_TRIM_DECIBELS / 10))[0]

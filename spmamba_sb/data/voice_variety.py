@@ -24,6 +24,8 @@ import numpy as np
 from scipy.ndimage import convolve1d, map_coordinates
 from scipy.signal import istft, stft
 
+from spmamba_sb.data.loudness import frames_of
+
 #: Values of the demo corpus's ``voice_variety`` option.
 VOICE_VARIETIES = ("espeak", "wide")
 
@@ -239,9 +241,8 @@ def add_breath_noise(speech: np.ndarray, sample_rate: int, level_db: float, rng:
     >>> breathy.shape, bool(np.abs(breathy[1200:2000]).max() > 0), bool(np.allclose(breathy[:300], 1.0, atol=0.05))
     ((3200,), True, True)
     """
-    frame = max(1, sample_rate // 50)
-    num_frames = int(np.ceil(speech.shape[0] / frame))
-    frames = np.pad(speech, (0, num_frames * frame - speech.shape[0])).reshape(num_frames, frame)  # [T, frame]
+    frames = frames_of(speech, sample_rate)  # [T, frame], 20 ms
+    num_frames, frame = frames.shape
     levels = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)  # [T]
     active_rms = np.sqrt(np.mean(frames[levels > levels.max() - 30] ** 2))
     pause = np.convolve((levels <= levels.max() - 30).astype(np.float64), np.ones(3) / 3, mode="same")  # [T]
