@@ -7,7 +7,9 @@
 DIR holds train.csv, valid.csv and test.csv in SpeechBrain's separation format. With
 ``dynamic_mixing`` every training example is a new mixture of train.csv's sources
 (:mod:`spmamba_sb.data.dynamic_mixing`). Run the same command again to resume from the last
-checkpoint; once training has finished it re-runs only the test. Multi-GPU:
+checkpoint; once training has finished it re-runs only the test. ``--init_from FOLDER`` starts
+the mask net from a model folder's weights (fine-tuning; a resumed run keeps its checkpoint's).
+Multi-GPU:
 ``torchrun --nproc_per_node=N train.py ...``.
 
 Before training, the settings are checked (a missing hparams file, a key the file does not have,
@@ -30,6 +32,7 @@ from spmamba_sb.console import command, disk_error_message, error_line
 from spmamba_sb.data.dynamic_mixing import DynamicMixingDataset, DynamicMixingSampler, SourcePool
 from spmamba_sb.data.pipelines import check_rows, separation_datasets
 from spmamba_sb.environment import apply_scan_environment, scan_environment, with_scan_backend
+from spmamba_sb.model_folder import load_initial_masknet
 from spmamba_sb.settings import SettingsError, load_hparams
 
 PROG = "train.py"
@@ -126,6 +129,10 @@ def train(argv):
             train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
                 train_data, seed=hparams["seed"], num_samples=hparams["train_epoch_size"]
             )
+    if hparams.get("init_from") and hparams["checkpointer"].find_checkpoint() is None:  # a resume keeps its own
+        resampled = load_initial_masknet(hparams["modules"]["masknet"], hparams["init_from"], hparams["sample_rate"])
+        print(f"{PROG}: the mask net starts from {hparams['init_from']} "
+              f"({resampled} parameters carried over in frequency)", file=sys.stderr)
     brain = SeparationBrain(
         modules=hparams["modules"],
         opt_class=hparams["optimizer"],

@@ -16,8 +16,14 @@
 #   benchmarks/quick_separation.sh voices [MINUTES]   # espeak-ng's voices against --voice-variety wide,
 #                                                     #   ABLATION minutes each, both also scored on REAL
 #                                                     #   and on the espeak-ng test split
-#   benchmarks/quick_separation.sh warmup             # compile the models' graphs on a tiny corpus
-#                                                     #   (beside prepare), so timed runs start warm
+#   benchmarks/quick_separation.sh curriculum [CLEAN] [MINUTES]  # TASK=noisy16k, clean to noisy: the
+#                                                     #   network first trains CLEAN minutes (default 7)
+#                                                     #   on the clean 8 kHz corpus (CLEAN_DATA), then
+#                                                     #   starts the noisy run of MINUTES (default BUDGET
+#                                                     #   - CLEAN) from that model (train.py --init_from)
+#   benchmarks/quick_separation.sh warmup [curriculum] # compile the models' graphs on a tiny corpus
+#                                                     #   (beside prepare), so timed runs start warm; with
+#                                                     #   `curriculum`, only its two phases' graphs
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
 #   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
@@ -25,7 +31,8 @@
 # Settings (environment): TASK, DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), VARIETY
 # (the corpus's --voice-variety, default espeak), REAL (for `voices`: a recorded-speech test set made
-# by spmamba-prepare-real at the TASK's rate), SEED,
+# by spmamba-prepare-real at the TASK's rate), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
+# default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
@@ -36,6 +43,7 @@
 # after prepare, `voices 5` takes about 20 (the wide corpus 1.5, warm-up 1, each arm 1.5 beyond its
 # minutes, the four scorings about 4).
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"  # the curriculum runs its clean phase as TASK=clean8k
 cd "$(dirname "$0")/.."
 
 TASK=${TASK:-clean8k}
@@ -141,6 +149,20 @@ voices() {  # MINUTES: the recipe on espeak-ng's voices (DATA) and on the wide v
     curves voices.png voices.json "espeak-ng voices=$(experiment espeak)" "wide variety=$(experiment wide)"
 }
 
+# The clean phase's network at 8 kHz has the 16 kHz network's shapes: attention_qk_dim 258 gives each
+# attention head 2 channels over 129 bins, as 512 does over 257 bins (train.py carries the
+# attention's per-bin norms from 8 to 16 kHz bin by bin in Hz).
+CLEAN_PHASE=(--attention_qk_dim 258)
+
+curriculum() {  # CLEAN MINUTES: clean 8 kHz for CLEAN minutes, then the noisy run from its model
+    if [ "$TASK" != noisy16k ]; then echo "curriculum is for TASK=noisy16k, got '$TASK'" >&2; exit 2; fi
+    local clean="$RESULTS/clean-phase"
+    TASK=clean8k DATA="${CLEAN_DATA:-data/demo-clean8k}" RESULTS="$clean" MODEL_ARGS="${MODEL_ARGS:-} ${CLEAN_PHASE[*]}" \
+        bash "$SELF" train "$1"
+    spmamba-export "$clean/$MODEL/$SEED" --out "$clean/model" --overwrite
+    train "$MODEL" "$2" --init_from "$clean/model"
+}
+
 tiny_corpus() {  # the warm-up runs' corpus: the task's mixtures, tiny
     spmamba-prepare-demo --out "$RESULTS/warmup/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 \
         --hours-test 0.01 --num-voices 20 --seed 0 --num-workers "$WORKERS" --no-progress
@@ -159,6 +181,14 @@ warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: Py
             # arms of `learning`, warmed after the first three)
     if [ "$COMPILE" != 1 ]; then echo "COMPILE=0: nothing to warm up"; return; fi
     local runs=()
+    if [ "${1:-}" = curriculum ]; then  # the clean phase's 8 kHz graphs and the noisy run's
+        TASK=clean8k RESULTS="$RESULTS/clean-phase" MODEL_ARGS="${MODEL_ARGS:-} ${CLEAN_PHASE[*]}" bash "$SELF" warmup-one &
+        runs+=($!)
+        tiny_corpus
+        warm_tiny "$MODEL"
+        for run in "${runs[@]}"; do wait "$run"; done
+        return
+    fi
     tiny_corpus
     warm_tiny spmamba & runs+=($!)
     warm_tiny spmamba-augmented "${AUGMENTED[@]}" & runs+=($!)
@@ -185,9 +215,11 @@ case "${1:-}" in
     versus) versus "${2:-$ABLATION}" ;;
     learning) learning "${2:-$ABLATION}" ;;
     voices) voices "${2:-$ABLATION}" ;;
-    warmup) warmup ;;
+    curriculum) curriculum "${2:-7}" "${3:-$((BUDGET - ${2:-7}))}" ;;
+    warmup) warmup "${2:-}" ;;
+    warmup-one) if [ "$COMPILE" = 1 ]; then tiny_corpus; warm_tiny "$MODEL"; fi ;;
     plot) plot ;;
     check) check ;;
     all) prepare; train "$MODEL" "$BUDGET"; plot; check ;;
-    *) sed -n '2,30p' "$0"; exit 2 ;;
+    *) awk 'NR > 1 && /^set -euo/ { exit } NR > 1' "$SELF"; exit 2 ;;
 esac

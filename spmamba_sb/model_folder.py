@@ -11,6 +11,9 @@ A model folder holds ``hyperparams.yaml`` (the trio of :mod:`spmamba_sb.trio`, `
 * Reading: :func:`check_hyperparams` fetches a folder's ``hyperparams.yaml`` and checks it
   against the allow-list of :mod:`spmamba_sb.model_trust` before anything is built; the package
   checks model folders here and nowhere else.
+* Starting training from one: :func:`load_initial_masknet` loads a checked folder's mask-net
+  weights into a new mask net (``train.py``'s ``init_from``), the parameters sized by the
+  frequency bins carried over bin by bin, so an 8 kHz model starts a 16 kHz one.
 * Upgrading: older files name the sequence layer by a string; :func:`upgrade_masknet_arguments`
   turns those arguments into today's. The trio's ``MaskNet`` calls it, so older folders load
   in SpeechBrain's loaders too.
@@ -38,6 +41,7 @@ from spmamba_sb.models.gridnet import GridNetMaskNet
 from spmamba_sb.nnet.sequence import SEQUENCE_LAYERS, sequence_layer_factory
 from spmamba_sb.nnet.stft import STFT_SETTINGS, STFTEncoder
 from spmamba_sb.outputs import atomic_outputs, write_file
+from spmamba_sb.tensor_files import load_tensor_file
 
 HYPERPARAMS_FILE = "hyperparams.yaml"
 #: The trio's weights.
@@ -355,6 +359,94 @@ def check_hyperparams(source: str, hparams_file: str = HYPERPARAMS_FILE, **fetch
     path = str(fetch(filename=hparams_file, source=source, save_filename=None, **fetch_options))
     check_model_yaml(path)
     return path
+
+
+class IncompatibleModelError(ValueError):
+    """A model folder whose mask net cannot start the one being trained (another size of
+    network); the message names the folder and the first parameter that differs."""
+
+
+def load_initial_masknet(masknet: nn.Module, folder: str, sample_rate: int) -> int:
+    """Load a model folder's mask-net weights into ``masknet``, to start training from them.
+
+    The folder's ``hyperparams.yaml`` is checked first (:func:`check_hyperparams`) and its
+    ``masknet.ckpt`` read as tensors only. Every parameter must have the same shape in both, but
+    those sized by the frequency bins (the attention's norms, ``[..., F]``): a bin of
+    ``masknet`` takes the folder's bin nearest its frequency in Hz, the folder's top bin above
+    its band. So a model of ``n_fft`` 256 at 8 kHz starts one of ``n_fft`` 512 at 16 kHz (the
+    same 31.25 Hz bins; the 4-8 kHz bins start from the 4 kHz one).
+
+    Arguments
+    ---------
+    masknet : torch.nn.Module
+        A :class:`~spmamba_sb.trio.MaskNet` (or ``GridNetMaskNet``); changed in place.
+    folder : str
+        A local model folder (:data:`FOLDER_FILES`).
+    sample_rate : int
+        The sample rate ``masknet`` is trained at.
+
+    Returns
+    -------
+    int
+        How many parameters were carried over in frequency rather than copied.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` lacks ``hyperparams.yaml`` or ``masknet.ckpt``.
+    spmamba_sb.model_trust.UntrustedModelError
+        If its ``hyperparams.yaml`` names code outside the allow-list.
+    IncompatibleModelError
+        If a parameter is missing on either side or differs in another way.
+
+    Example
+    -------
+    >>> from spmamba_sb.nnet.sequence import sequence_layer_factory
+    >>> from spmamba_sb.trio import Encoder, MaskNet
+    >>> layer = sequence_layer_factory("mamba", d_state=4, expand=2, scan_backend="torch")
+    >>> sizes = dict(num_spks=2, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2,
+    ...              attention_qk_dim=17, sequence_layer=layer)
+    >>> folder = str(getfixture("tmp_path"))
+    >>> write_model_folder(folder, 8000, Encoder(n_fft=32, hop_length=8), MaskNet(n_fft=32, **sizes),
+    ...                    save_weights=True)
+    >>> load_initial_masknet(MaskNet(n_fft=64, **sizes), folder, sample_rate=16000)
+    8
+    """
+    path = os.path.join(folder, HYPERPARAMS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder!r} is not a model folder (no {HYPERPARAMS_FILE})")
+    check_model_yaml(path)
+    with open(path, encoding="utf-8") as handle:
+        tree = ruamel.yaml.YAML().load(resolve_references(handle, {}))
+    source_hz = int(tree["sample_rate"]) / int(tree["MaskNet"]["n_fft"])  # Hz between two bins
+    target_hz = sample_rate / masknet.n_fft
+    weights = load_tensor_file(os.path.join(folder, "masknet.ckpt"))
+    state = masknet.state_dict()
+    if set(weights) != set(state):
+        name = sorted(set(weights) ^ set(state))[0]
+        where = "the folder's" if name in weights else "this"
+        raise IncompatibleModelError(f"{folder}: {name} is only in {where} mask net: not the same network")
+    resampled = 0
+    for name, value in weights.items():
+        if value.shape != state[name].shape:
+            value = _in_frequency(value, state[name].shape, source_hz, target_hz)
+            if value is None:
+                raise IncompatibleModelError(f"{folder}: {name} is {tuple(weights[name].shape)} there and "
+                                             f"{tuple(state[name].shape)} here: not the same network")
+            resampled += 1
+        state[name] = value
+    masknet.load_state_dict(state)
+    return resampled
+
+
+def _in_frequency(value: torch.Tensor, shape: torch.Size, source_hz: float, target_hz: float):
+    """``value`` carried to ``shape`` along its last axis, taken as frequency bins ``source_hz``
+    apart, to bins ``target_hz`` apart (nearest bin, the top one held); None where the shapes
+    differ elsewhere."""
+    if value.shape[:-1] != shape[:-1]:
+        return None
+    bins = torch.arange(shape[-1], dtype=torch.float64) * target_hz / source_hz
+    return value[..., bins.round().long().clamp(max=value.shape[-1] - 1)]
 
 
 def upgrade_masknet_arguments(arguments: Mapping[str, Any]) -> Dict[str, Any]:

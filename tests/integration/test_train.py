@@ -164,3 +164,43 @@ def test_dynamic_mixing_trains_on_the_training_sources(tmp_path):
     failed = subprocess.run(_train_command(unlabelled, tmp_path / "exp2", "--dynamic_mixing", "True"),
                             cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert failed.returncode != 0 and "s1_spk" in failed.stdout
+
+
+def _tiny_command(data, out, **changes):
+    """train.py on the tiny config with some of its settings changed or added."""
+    settings = dict(zip(TINY_OVERRIDES[::2], TINY_OVERRIDES[1::2]))
+    settings.update({f"--{key}": str(value) for key, value in changes.items()})
+    return [sys.executable, os.path.join(ROOT, "train.py"), os.path.join(ROOT, "hparams", "spmamba.yaml"),
+            "--data_folder", str(data), "--output_folder", str(out), "--device", "cpu",
+            *[word for pair in settings.items() for word in pair]]
+
+
+def test_init_from_starts_a_16khz_run_from_an_8khz_model_folder(tmp_path):
+    """``--init_from``: an 8 kHz model (n_fft 32; attention_qk_dim 17: one channel a head, as 33
+    gives over the 33 bins of n_fft 64) starts a 16 kHz run; a resumed run keeps its checkpoint's
+    weights and does not read the folder again; an untrusted folder is refused in one line."""
+    sizes = (("train", 2), ("valid", 1), ("test", 1))
+    data8k = write_corpus(tmp_path / "data8k", sample_rate=8000, sizes=sizes)
+    first = subprocess.run(_tiny_command(data8k, tmp_path / "exp8k", sample_rate=8000, n_fft=32, hop_length=8,
+                                         attention_qk_dim=17, training_signal_len=2000, N_epochs=1),
+                           cwd=str(tmp_path), capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    model = tmp_path / "model8k"
+    exported = subprocess.run([os.path.join(BIN, "spmamba-export"), str(tmp_path / "exp8k"), "--out", str(model)],
+                              capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    data16k = write_corpus(tmp_path / "data16k", sizes=sizes)
+    command = _tiny_command(data16k, tmp_path / "exp16k", init_from=model, N_epochs=1)
+    started = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert f"the mask net starts from {model} (8 parameters carried over in frequency)" in started.stderr
+    again = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "starts from" not in again.stderr
+    untrusted = tmp_path / "untrusted"
+    untrusted.mkdir()
+    (untrusted / "hyperparams.yaml").write_text("pwn: !apply:os.system [touch marker]\n")
+    refused = subprocess.run(_tiny_command(data16k, tmp_path / "exp3", init_from=untrusted),
+                             cwd=str(tmp_path), capture_output=True, text=True)
+    assert refused.returncode == 1 and "is not on the allow-list" in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "marker").exists()

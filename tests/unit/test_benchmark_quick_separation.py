@@ -19,14 +19,14 @@ def _run(tmp_path, stage, **environment):
     record = tmp_path / "calls.txt"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name in ("spmamba-prepare-demo", "fake-python"):
+    for name in ("spmamba-prepare-demo", "spmamba-export", "fake-python"):
         tool = bin_dir / name
         tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{record}"\n')
         tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=str(bin_dir / "fake-python"),
                DEVICE="cpu", WORKERS="2")
     env.update(environment)
-    result = subprocess.run(["bash", str(SCRIPT), stage], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", str(SCRIPT), *stage.split()], env=env, capture_output=True, text=True, timeout=60)
     return result, record.read_text().splitlines() if record.exists() else []
 
 
@@ -195,3 +195,62 @@ def test_voices_trains_espeak_and_wide_voices_for_the_same_minutes_and_scores_bo
 def test_voices_needs_a_recorded_speech_set(tmp_path):
     result, calls = _run(tmp_path, "voices", RESULTS=str(tmp_path / "results"))
     assert result.returncode == 2 and "voices needs REAL" in result.stderr and not calls
+
+
+def _settings(call):
+    words = call.split()
+    return {key: value for key, value in zip(words, words[1:]) if key.startswith("--")}
+
+
+def test_curriculum_trains_on_clean_8k_then_starts_the_noisy_run_from_that_model(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "curriculum", TASK="noisy16k", BUDGET="20", RESULTS=str(results),
+                         CLEAN_DATA="data/clean", EXTRA_ARGS="--loss !name:spmamba_sb.losses.pit_si_snr_loss")
+    assert result.returncode == 0, result.stderr
+    clean, export, noisy = calls
+    clean, noisy = _settings(clean), _settings(noisy)
+    assert clean["--data_folder"] == "data/clean" and clean["--max_train_minutes"] == "7"
+    assert clean["--attention_qk_dim"] == "258" and "--sample_rate" not in clean and "--n_fft" not in clean
+    assert clean["--output_folder"] == f"{results}/clean-phase/spmamba-8k-quick/1234"
+    assert export.split() == ["spmamba-export", f"{results}/clean-phase/spmamba-8k-quick/1234",
+                              "--out", f"{results}/clean-phase/model", "--overwrite"]
+    assert noisy["--init_from"] == f"{results}/clean-phase/model" and noisy["--max_train_minutes"] == "13"
+    assert noisy["--n_fft"] == "512" and noisy["--data_folder"] == "data/demo-noisy16k"
+    assert "--attention_qk_dim" not in noisy  # the published 16 kHz network
+    assert clean["--loss"] == noisy["--loss"] == "!name:spmamba_sb.losses.pit_si_snr_loss"
+    refused, _ = _run(tmp_path, "curriculum")
+    assert refused.returncode == 2 and "TASK=noisy16k" in refused.stderr
+
+
+def test_the_clean_phase_has_the_shapes_of_the_published_16k_network():
+    """attention_qk_dim 258 at n_fft 256 gives the attention the channels that 512 gives at 512,
+    so every parameter but the per-bin norms has one shape in both phases."""
+    import torch
+    from spmamba_sb.nnet.sequence import sequence_layer_factory
+    from spmamba_sb.trio import MaskNet
+
+    def shapes(n_fft, qk):
+        layer = sequence_layer_factory("mamba", d_state=16, expand=4, scan_backend="torch")
+        masknet = MaskNet(num_spks=2, n_fft=n_fft, emb_dim=16, emb_kernel_size=8, num_blocks=1, num_heads=4,
+                          attention_qk_dim=qk, sequence_layer=layer)
+        return {name: tuple(value.shape) for name, value in masknet.state_dict().items()}
+
+    clean, published = shapes(256, 258), shapes(512, 512)
+    differ = {name for name in published if clean[name] != published[name]}
+    assert differ and all(name.endswith(("norm.gamma", "norm.beta")) for name in differ)
+    assert all(clean[name][-1] == 129 and published[name][-1] == 257 for name in differ)
+
+
+def test_warmup_for_the_curriculum_compiles_both_phases_only(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "warmup curriculum", TASK="noisy16k", COMPILE="1", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    prepares = sorted(call.split()[2] for call in calls if call.startswith("spmamba-prepare-demo"))
+    assert prepares == [f"{results}/clean-phase/warmup/data", f"{results}/warmup/data"]
+    trains = sorted((_settings(call) for call in calls if call.startswith("fake-python")),
+                    key=lambda settings: settings["--output_folder"])
+    assert [settings["--output_folder"] for settings in trains] == [
+        f"{results}/clean-phase/warmup/spmamba-8k-quick/1234", f"{results}/warmup/spmamba-8k-quick/1234"]
+    clean, noisy = trains
+    assert clean["--attention_qk_dim"] == "258" and "--n_fft" not in clean and "--compile" in clean
+    assert noisy["--n_fft"] == "512" and "--attention_qk_dim" not in noisy and "--compile" in noisy

@@ -10,7 +10,8 @@ from hyperpyyaml import load_hyperpyyaml
 
 from spmamba_sb import trio
 from spmamba_sb.inference import SPMambaSeparation
-from spmamba_sb.model_folder import TRIO_MODULE, check_hyperparams, upgrade_masknet_arguments, write_model_folder
+from spmamba_sb.model_folder import (TRIO_MODULE, IncompatibleModelError, check_hyperparams, load_initial_masknet,
+                                     upgrade_masknet_arguments, write_model_folder)
 from spmamba_sb.model_trust import UntrustedModelError
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.nnet.sequence import BLSTM
@@ -88,3 +89,44 @@ def test_older_form_errors():
     with pytest.raises(TypeError, match="d_state is a setting of the sequence layer"):
         MaskNet(n_fft=32, sequence_layer=BMamba, d_state=4)
     assert upgrade_masknet_arguments({"n_fft": 32}) == {"n_fft": 32}
+
+
+def _small_masknet(n_fft, emb_dim=4):
+    layer = partial(BMamba, d_state=4, expand=2, scan_backend="torch")
+    return MaskNet(num_spks=2, n_fft=n_fft, emb_dim=emb_dim, emb_kernel_size=3, num_blocks=1, num_heads=2,
+                   attention_qk_dim=17, sequence_layer=layer)
+
+
+def test_an_8khz_folder_starts_a_16khz_mask_net_bin_by_bin_in_hz(tmp_path):
+    torch.manual_seed(0)
+    source = _small_masknet(n_fft=32)
+    with torch.no_grad():
+        for value in source.parameters():
+            value.normal_()
+    write_model_folder(str(tmp_path), 8000, Encoder(n_fft=32, hop_length=8), source, save_weights=True)
+    target = _small_masknet(n_fft=64)  # 16 kHz: the same 250 Hz bins, twice as many
+    assert load_initial_masknet(target, str(tmp_path), sample_rate=16000) == 8  # 4 norms x (gamma, beta)
+    theirs, ours = source.state_dict(), target.state_dict()
+    for name, value in theirs.items():
+        if value.shape == ours[name].shape:
+            assert torch.equal(value, ours[name]), name
+        else:  # [..., 17] -> [..., 33]: bins 0-16 copied, 17-32 (above 4 kHz) hold bin 16
+            assert torch.equal(ours[name][..., :17], value), name
+            assert torch.equal(ours[name][..., 17:], value[..., -1:].expand_as(ours[name][..., 17:])), name
+    same_rate = _small_masknet(n_fft=64)  # 8 kHz with n_fft 64: bins half as wide, each the nearest one
+    load_initial_masknet(same_rate, str(tmp_path), sample_rate=8000)
+    gamma = "blocks.0.attention.query.norm.gamma"
+    assert torch.equal(same_rate.state_dict()[gamma][..., 2], theirs[gamma][..., 1])
+
+
+def test_a_folder_of_another_network_or_untrusted_is_refused(tmp_path):
+    write_model_folder(str(tmp_path), 8000, Encoder(n_fft=32, hop_length=8), _small_masknet(32), save_weights=True)
+    with pytest.raises(IncompatibleModelError, match=r"is \(.*\) there and \(.*\) here: not the same network"):
+        load_initial_masknet(_small_masknet(32, emb_dim=8), str(tmp_path), sample_rate=8000)
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        load_initial_masknet(_small_masknet(32), str(tmp_path / "nothing"), sample_rate=8000)
+    hparams = tmp_path / "hyperparams.yaml"
+    hparams.write_text(hparams.read_text() + "pwn: !apply:os.system [touch marker]\n")
+    with pytest.raises(UntrustedModelError):
+        load_initial_masknet(_small_masknet(32), str(tmp_path), sample_rate=8000)
+    assert not (tmp_path / "marker").exists()
