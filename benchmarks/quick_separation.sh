@@ -32,7 +32,8 @@
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), VARIETY
 # (the corpus's --voice-variety, default espeak), REAL (for `voices`: a recorded-speech test set made
 # by spmamba-prepare-real at the TASK's rate), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
-# default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare), SEED,
+# default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare; NOISY_ARGS: train.py
+# overrides for its noisy run only, e.g. NOISY_ARGS='--lr 0.001'), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
@@ -41,7 +42,8 @@
 # minutes on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
 # `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21);
 # after prepare, `voices 5` takes about 20 (the wide corpus 1.5, warm-up 1, each arm 1.5 beyond its
-# minutes, the four scorings about 4).
+# minutes, the four scorings about 4); with TASK=noisy16k, both corpora and `warmup curriculum` side
+# by side take about 2.5 minutes, then `curriculum C N` about C + N + 3.2 and plot and check 0.7.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"  # the curriculum runs its clean phase as TASK=clean8k
 cd "$(dirname "$0")/.."
@@ -160,7 +162,7 @@ curriculum() {  # CLEAN MINUTES: clean 8 kHz for CLEAN minutes, then the noisy r
     TASK=clean8k DATA="${CLEAN_DATA:-data/demo-clean8k}" RESULTS="$clean" MODEL_ARGS="${MODEL_ARGS:-} ${CLEAN_PHASE[*]}" \
         bash "$SELF" train "$1"
     spmamba-export "$clean/$MODEL/$SEED" --out "$clean/model" --overwrite
-    train "$MODEL" "$2" --init_from "$clean/model"
+    train "$MODEL" "$2" --init_from "$clean/model" ${NOISY_ARGS:-}
 }
 
 tiny_corpus() {  # the warm-up runs' corpus: the task's mixtures, tiny
