@@ -418,7 +418,11 @@ def load_initial_masknet(masknet: nn.Module, folder: str, sample_rate: int) -> i
     check_model_yaml(path)
     with open(path, encoding="utf-8") as handle:
         tree = ruamel.yaml.YAML().load(resolve_references(handle, {}))
-    source_hz = int(tree["sample_rate"]) / int(tree["MaskNet"]["n_fft"])  # Hz between two bins
+    masknet_arguments = tree.get("MaskNet") or {}
+    n_fft = masknet_arguments.get("n_fft", inspect.signature(GridNetMaskNet).parameters["n_fft"].default)
+    if "sample_rate" not in tree:
+        raise IncompatibleModelError(f"{path}: no sample_rate")
+    source_hz = int(tree["sample_rate"]) / int(n_fft)  # Hz between two bins
     target_hz = sample_rate / masknet.n_fft
     weights = load_tensor_file(os.path.join(folder, "masknet.ckpt"))
     state = masknet.state_dict()

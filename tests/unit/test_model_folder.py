@@ -126,7 +126,11 @@ def test_a_folder_of_another_network_or_untrusted_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         load_initial_masknet(_small_masknet(32), str(tmp_path / "nothing"), sample_rate=8000)
     hparams = tmp_path / "hyperparams.yaml"
-    hparams.write_text(hparams.read_text() + "pwn: !apply:os.system [touch marker]\n")
+    text = hparams.read_text()
+    hparams.write_text(text.replace("sample_rate: 8000\n", ""))
+    with pytest.raises(IncompatibleModelError, match="no sample_rate"):
+        load_initial_masknet(_small_masknet(32), str(tmp_path), sample_rate=8000)
+    hparams.write_text(text + "pwn: !apply:os.system [touch marker]\n")
     with pytest.raises(UntrustedModelError):
         load_initial_masknet(_small_masknet(32), str(tmp_path), sample_rate=8000)
     assert not (tmp_path / "marker").exists()
