@@ -21,6 +21,9 @@
 #                                                     #   on the clean 8 kHz corpus (CLEAN_DATA), then
 #                                                     #   starts the noisy run of MINUTES (default BUDGET
 #                                                     #   - CLEAN) from that model (train.py --init_from)
+#   benchmarks/quick_separation.sh profile            # the TASK's train.py step under SpeechBrain's
+#                                                     #   profiler, where its GPU waits (trace_gaps.py),
+#                                                     #   beside the model alone (profile_step.py)
 #   benchmarks/quick_separation.sh warmup [curriculum] # compile the models' graphs on a tiny corpus
 #                                                     #   (beside prepare), so timed runs start warm; with
 #                                                     #   `curriculum`, only its two phases' graphs
@@ -50,8 +53,8 @@ cd "$(dirname "$0")/.."
 
 TASK=${TASK:-clean8k}
 case "$TASK" in
-    clean8k) CORPUS=(--preset clean --sample-rate 8000); TASK_ARGS=(); RATE=8000 ;;
-    noisy16k) CORPUS=(--sample-rate 16000); RATE=16000
+    clean8k) CORPUS=(--preset clean --sample-rate 8000); TASK_ARGS=(); RATE=8000; STFT=(--n-fft 256 --hop-length 64) ;;
+    noisy16k) CORPUS=(--sample-rate 16000); RATE=16000; STFT=(--n-fft 512 --hop-length 128)
               TASK_ARGS=(--sample_rate 16000 --n_fft 512 --hop_length 128 --training_signal_len 32000) ;;
     *) echo "TASK must be clean8k or noisy16k, got '$TASK'" >&2; exit 2 ;;
 esac
@@ -165,6 +168,17 @@ curriculum() {  # CLEAN MINUTES: clean 8 kHz for CLEAN minutes, then the noisy r
     train "$MODEL" "$2" --init_from "$clean/model" ${NOISY_ARGS:-}
 }
 
+profile() {  # 10 steps of warm-up (the compile among them) and 5 profiled, then the model alone at
+             # the same shapes: the difference is what train.py adds to a step
+    train profile 5 --profile_training --profile_warmup 10 --profile_steps 5 --train_epoch_size 80 --N_epochs 1
+    mkdir -p "$RESULTS"
+    "$PYTHON" benchmarks/trace_gaps.py "$(experiment profile)"/profiler_logs/*.pt.trace.json | tee "$RESULTS/trace_gaps.json"
+    local compiled=()
+    if [ "$COMPILE" = 1 ]; then compiled=(--compile); fi
+    "$PYTHON" benchmarks/profile_step.py --backends triton "${STFT[@]}" --sample-rate "$RATE" --seconds 2 --batches 4 \
+        ${compiled[@]+"${compiled[@]}"} | tee "$RESULTS/profile_step.json"
+}
+
 tiny_corpus() {  # the warm-up runs' corpus: the task's mixtures, tiny
     spmamba-prepare-demo --out "$RESULTS/warmup/data" "${CORPUS[@]}" --hours-train 0.03 --hours-valid 0.01 \
         --hours-test 0.01 --num-voices 20 --seed 0 --num-workers "$WORKERS" --no-progress
@@ -217,6 +231,7 @@ case "${1:-}" in
     versus) versus "${2:-$ABLATION}" ;;
     learning) learning "${2:-$ABLATION}" ;;
     voices) voices "${2:-$ABLATION}" ;;
+    profile) profile ;;
     curriculum) curriculum "${2:-7}" "${3:-$((BUDGET - ${2:-7}))}" ;;
     warmup) warmup "${2:-}" ;;
     warmup-one) if [ "$COMPILE" = 1 ]; then tiny_corpus; warm_tiny "$MODEL"; fi ;;

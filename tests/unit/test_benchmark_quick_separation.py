@@ -258,3 +258,20 @@ def test_warmup_for_the_curriculum_compiles_both_phases_only(tmp_path):
     clean, noisy = trains
     assert clean["--attention_qk_dim"] == "258" and "--n_fft" not in clean and "--compile" in clean
     assert noisy["--n_fft"] == "512" and "--attention_qk_dim" not in noisy and "--compile" in noisy
+
+
+@pytest.mark.parametrize("task, stft, rate", [("clean8k", ["256", "64"], "8000"), ("noisy16k", ["512", "128"], "16000")])
+def test_profile_traces_train_py_steps_and_times_the_model_alone_at_the_same_shapes(tmp_path, task, stft, rate):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "profile", TASK=task, COMPILE="1", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    train, gaps, model = calls
+    settings = _settings(train)
+    assert "--profile_training" in settings and settings["--profile_warmup"] == "10"
+    assert settings["--profile_steps"] == "5" and "--compile" in settings
+    assert settings["--output_folder"] == f"{results}/profile/1234"
+    assert gaps.split()[1] == "benchmarks/trace_gaps.py" and f"{results}/profile/1234/profiler_logs/" in gaps
+    words = model.split()
+    assert words[1] == "benchmarks/profile_step.py" and "--compile" in words
+    assert words[words.index("--n-fft") + 1:words.index("--n-fft") + 4] == [stft[0], "--hop-length", stft[1]]
+    assert words[words.index("--sample-rate") + 1] == rate and words[words.index("--batches") + 1] == "4"
