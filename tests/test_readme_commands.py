@@ -161,10 +161,10 @@ GROUPS = run_groups(COMMANDS)
 
 
 def write_example_inputs(workdir):
-    """What the documented commands take as given: the repository's train.py, hparams/ and
-    pretrained/, tiny corpora at 8 and 16 kHz, data/test.csv with ``$data_root`` paths, meeting.wav,
+    """What the documented commands take as given: the repository's train.py, hparams/,
+    pretrained/ and benchmarks/, tiny corpora at 8 and 16 kHz, data/test.csv with ``$data_root`` paths, meeting.wav,
     interview.flac, and a reference checkpoint best_model.pth with its conf.yml."""
-    for name in ("train.py", "hparams", "pretrained"):
+    for name in ("train.py", "hparams", "pretrained", "benchmarks"):
         (workdir / name).symlink_to(ROOT / name)
     for rate in (8000, 16000):
         write_corpus(workdir / f"corpus-{rate}", sizes=(("train", 2), ("valid", 1), ("test", 1)), seconds=0.25,

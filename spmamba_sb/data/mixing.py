@@ -54,6 +54,20 @@ def _overlap_ratio(speaker_segments: List[List[Dict[str, int]]], num_samples: in
     return float(np.mean(active >= 2))
 
 
+def room_sources(metadata: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
+    """``(kind, entry)`` of each source of a drawn mixture's room, in the room's order: ``"speech"``
+    and its entry per speaker, then each background the mixture has, in ``BACKGROUND_KINDS`` order.
+
+    Example
+    -------
+    >>> metadata = {"speakers": [{"id": "a"}, {"id": "b"}], "backgrounds": {"music": {}, "noise": {}}}
+    >>> [kind for kind, _ in room_sources(metadata)]
+    ['speech', 'speech', 'noise', 'music']
+    """
+    backgrounds = [(kind, metadata["backgrounds"][kind]) for kind in BACKGROUND_KINDS if kind in metadata["backgrounds"]]
+    return [*(("speech", entry) for entry in metadata["speakers"]), *backgrounds]
+
+
 class MixtureSimulator:
     """Simulates mixtures, and rebuilds a mixture from its metadata.
 
@@ -200,8 +214,8 @@ class MixtureSimulator:
         """Signals of a drawn mixture; with ``measure``, set the gains and record them in ``metadata``."""
         config = self.config
         length = config.num_samples
-        kinds = [kind for kind in BACKGROUND_KINDS if kind in metadata["backgrounds"]]
-        classes = [*metadata["speakers"], *(metadata["backgrounds"][kind] for kind in kinds)]
+        sources = room_sources(metadata)
+        classes = [entry for _, entry in sources]
         impulse_responses = self.room_simulator.impulse_responses(metadata["room"])
         images = []
         for entry, responses in zip(classes, impulse_responses):
@@ -230,6 +244,6 @@ class MixtureSimulator:
             mix += signals[f"s{index + 1}"]
         signals["mix"] = mix
         if include_backgrounds:
-            for kind, image in zip(kinds, images[num_speakers:]):
+            for (kind, _), image in zip(sources[num_speakers:], images[num_speakers:]):
                 signals[f"background_{kind}"] = (rescale * image).astype(np.float32)
         return signals
