@@ -24,7 +24,9 @@ The JSON gives counts and, per statistic, mean, std and percentiles 5, 25, 50, 7
 responses and per kind of source (speech, noise, sfx, music). With ``--compare`` it gives the
 same for the other corpus, the differences other minus CORPUS (so CORPUS is "before" and the
 other "after"), and, over the mixture IDs both corpora hold with the same number of responses,
-the largest absolute difference of one response.
+the largest absolute difference of one response. Both corpora's rooms are rebuilt with the
+simulator installed, so ``--compare`` shows how the rooms they drew differ (other room settings,
+a changed drawing of rooms); to compare two simulators, rebuild the same corpus under each.
 """
 
 import argparse
