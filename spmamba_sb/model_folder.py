@@ -361,6 +361,11 @@ def check_hyperparams(source: str, hparams_file: str = HYPERPARAMS_FILE, **fetch
     return path
 
 
+#: Said when the attention's query or key channels differ: each head has ceil(attention_qk_dim / bins).
+ATTENTION_WIDTH_HINT = (" (the attention's width: each head has attention_qk_dim / frequency bins channels, rounded up;"
+                        " give attention_qk_dim = the folder's channels a head x this network's bins)")
+
+
 class IncompatibleModelError(ValueError):
     """A model folder whose mask net cannot start the one being trained (another size of
     network); the message names the folder and the first parameter that differs."""
@@ -435,8 +440,9 @@ def load_initial_masknet(masknet: nn.Module, folder: str, sample_rate: int) -> i
         if value.shape != state[name].shape:
             value = _in_frequency(value, state[name].shape, source_hz, target_hz)
             if value is None:
+                hint = ATTENTION_WIDTH_HINT if ".attention.query." in name or ".attention.key." in name else ""
                 raise IncompatibleModelError(f"{folder}: {name} is {tuple(weights[name].shape)} there and "
-                                             f"{tuple(state[name].shape)} here: not the same network")
+                                             f"{tuple(state[name].shape)} here: not the same network{hint}")
             resampled += 1
         state[name] = value
     masknet.load_state_dict(state)

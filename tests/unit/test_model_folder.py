@@ -123,6 +123,10 @@ def test_a_folder_of_another_network_or_untrusted_is_refused(tmp_path):
     write_model_folder(str(tmp_path), 8000, Encoder(n_fft=32, hop_length=8), _small_masknet(32), save_weights=True)
     with pytest.raises(IncompatibleModelError, match=r"is \(.*\) there and \(.*\) here: not the same network"):
         load_initial_masknet(_small_masknet(32, emb_dim=8), str(tmp_path), sample_rate=8000)
+    wider = MaskNet(num_spks=2, n_fft=64, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2,
+                    attention_qk_dim=66, sequence_layer=partial(BMamba, d_state=4, expand=2, scan_backend="torch"))
+    with pytest.raises(IncompatibleModelError, match=r"attention.query.conv.weight .*attention's width"):
+        load_initial_masknet(wider, str(tmp_path), sample_rate=16000)  # 2 channels a head, the folder's 1
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         load_initial_masknet(_small_masknet(32), str(tmp_path / "nothing"), sample_rate=8000)
     hparams = tmp_path / "hyperparams.yaml"
