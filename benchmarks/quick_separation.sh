@@ -35,8 +35,8 @@
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), VARIETY
 # (the corpus's --voice-variety, default espeak), REAL (for `voices`: a recorded-speech test set made
 # by spmamba-prepare-real at the TASK's rate), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
-# default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare; NOISY_ARGS: train.py
-# overrides for its noisy run only, e.g. NOISY_ARGS='--lr 0.001'), SEED,
+# default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare; CLEAN_ARGS and NOISY_ARGS:
+# train.py overrides for its clean phase or its noisy run only, e.g. NOISY_ARGS='--lr 0.001'), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
@@ -162,7 +162,8 @@ CLEAN_PHASE=(--attention_qk_dim 258)
 curriculum() {  # CLEAN MINUTES: clean 8 kHz for CLEAN minutes, then the noisy run from its model
     if [ "$TASK" != noisy16k ]; then echo "curriculum is for TASK=noisy16k, got '$TASK'" >&2; exit 2; fi
     local clean="$RESULTS/clean-phase"
-    TASK=clean8k DATA="${CLEAN_DATA:-data/demo-clean8k}" RESULTS="$clean" MODEL_ARGS="${MODEL_ARGS:-} ${CLEAN_PHASE[*]}" \
+    TASK=clean8k DATA="${CLEAN_DATA:-data/demo-clean8k}" RESULTS="$clean" \
+        MODEL_ARGS="${MODEL_ARGS:-} ${CLEAN_PHASE[*]} ${CLEAN_ARGS:-}" \
         bash "$SELF" train "$1"
     spmamba-export "$clean/$MODEL/$SEED" --out "$clean/model" --overwrite
     train "$MODEL" "$2" --init_from "$clean/model" ${NOISY_ARGS:-}

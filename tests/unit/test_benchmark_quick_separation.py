@@ -218,9 +218,11 @@ def test_curriculum_trains_on_clean_8k_then_starts_the_noisy_run_from_that_model
     assert noisy["--n_fft"] == "512" and noisy["--data_folder"] == "data/demo-noisy16k"
     assert "--attention_qk_dim" not in noisy  # the published 16 kHz network
     assert clean["--loss"] == noisy["--loss"] == "!name:spmamba_sb.losses.pit_si_snr_loss"
-    _, calls = _run(tmp_path, "curriculum 2 3", TASK="noisy16k", NOISY_ARGS="--lr 0.001")
+    _, calls = _run(tmp_path, "curriculum 2 3", TASK="noisy16k", NOISY_ARGS="--lr 0.001",
+                    CLEAN_ARGS="--lr_decay_fraction 0.1")
     clean, noisy = _settings(calls[-3]), _settings(calls[-1])
     assert "--lr" not in clean and noisy["--lr"] == "0.001"
+    assert clean["--lr_decay_fraction"] == "0.1" and "--lr_decay_fraction" not in noisy
     assert clean["--max_train_minutes"] == "2" and noisy["--max_train_minutes"] == "3"
     refused, _ = _run(tmp_path, "curriculum")
     assert refused.returncode == 2 and "TASK=noisy16k" in refused.stderr
