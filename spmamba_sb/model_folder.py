@@ -374,8 +374,9 @@ class IncompatibleModelError(ValueError):
 def load_initial_masknet(masknet: nn.Module, folder: str, sample_rate: int) -> int:
     """Load a model folder's mask-net weights into ``masknet``, to start training from them.
 
-    The folder's ``hyperparams.yaml`` is checked first (:func:`check_hyperparams`) and its
-    ``masknet.ckpt`` read as tensors only. Every parameter must have the same shape in both, but
+    The folder's ``hyperparams.yaml`` is checked first against the allow-list
+    (:func:`~spmamba_sb.model_trust.check_model_yaml`, as :func:`check_hyperparams` does, here on a
+    local folder only) and its ``masknet.ckpt`` read as tensors only. Every parameter must have the same shape in both, but
     those sized by the frequency bins (the attention's norms, ``[..., F]``): a bin of
     ``masknet`` takes the folder's bin nearest its frequency in Hz, the folder's top bin above
     its band. So a model of ``n_fft`` 256 at 8 kHz starts one of ``n_fft`` 512 at 16 kHz (the
