@@ -28,13 +28,14 @@
 #                                                     #   (beside prepare), so timed runs start warm; with
 #                                                     #   `curriculum`, only its two phases' graphs
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
-#   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation
+#   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation;
+#                                                     #   with REAL, the model scored on it too
 #   benchmarks/quick_separation.sh all                # prepare, train, plot, check
 #
 # Settings (environment): TASK, DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), VARIETY
-# (the corpus's --voice-variety, default espeak), REAL (for `voices`: a recorded-speech test set made
-# by spmamba-prepare-real at the TASK's rate), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
+# (the corpus's --voice-variety, default espeak), REAL (for `voices` and `check`: a recorded-speech test
+# set made by spmamba-prepare-real at the TASK's rate), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
 # default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare; CLEAN_ARGS and NOISY_ARGS:
 # train.py overrides for its clean phase or its noisy run only, e.g. NOISY_ARGS='--lr 0.001'), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
@@ -222,8 +223,12 @@ plot() {
     curves valid_si_snri.png summary.json "$MODEL=$(experiment "$MODEL")"
 }
 
-check() {
+check() {  # with REAL, the exported model is also scored on the recorded-speech set
     PYTHON=$PYTHON benchmarks/check_export.sh "$(experiment "$MODEL")" "$DATA" "$RESULTS" "$DEVICE"
+    if [ -n "${REAL:-}" ]; then
+        spmamba-evaluate "$REAL/test.csv" --model "$RESULTS/model" --out "$RESULTS/real" --overwrite \
+            --device "$DEVICE" --quiet
+    fi
 }
 
 case "${1:-}" in

@@ -192,6 +192,28 @@ def test_voices_trains_espeak_and_wide_voices_for_the_same_minutes_and_scores_bo
     assert plot.split()[1:4] == ["benchmarks/plot_training.py", "--out", f"{results}/voices.png"]
 
 
+@pytest.mark.parametrize("real", [None, "real-16k"])
+def test_check_scores_the_exported_model_on_the_recorded_speech_set_when_given(tmp_path, real):
+    results = tmp_path / "results"
+    results.mkdir()  # as the training run leaves it
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("spmamba-separate", "spmamba-evaluate"):  # recorded beside the others
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path / "calls.txt"}"\n')
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    environment = {"REAL": str(tmp_path / real)} if real else {}
+    result, calls = _run(tmp_path, "check", TASK="noisy16k", RESULTS=str(results), **environment)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in calls[:3]] == ["spmamba-export", "spmamba-separate", "fake-python"]
+    scoring = [line for line in calls if line.startswith("spmamba-evaluate")]
+    if real is None:
+        assert not scoring
+    else:
+        assert scoring[0].split()[1:6] == [f"{tmp_path / real}/test.csv", "--model", f"{results}/model", "--out",
+                                           f"{results}/real"]
+
+
 def test_voices_needs_a_recorded_speech_set(tmp_path):
     result, calls = _run(tmp_path, "voices", RESULTS=str(tmp_path / "results"))
     assert result.returncode == 2 and "voices needs REAL" in result.stderr and not calls
