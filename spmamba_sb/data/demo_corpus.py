@@ -298,8 +298,18 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
     write_text_atomic(folder / "LibriSpeech" / "voices.json", json.dumps(profiles, indent=1))
     tasks: List[Tuple[Any, ...]] = [(_make_speaker, str(speech_folder), profile, chosen["utterances_per_voice"],
                                      sample_rate, seed, index) for index, profile in enumerate(profiles)]
+    tasks += _background_tasks(folder, hours, chosen["num_noise_files"], chosen["num_clips"], sample_rate, seed)
+    _run(tasks, num_workers, show_progress, "demo sources")
+    return folders
+
+
+def _background_tasks(folder: Path, hours: Dict[str, float], num_noise_files: int, num_clips: int,
+                      sample_rate: int, seed: int) -> List[Tuple[Any, ...]]:
+    """The tasks writing the WHAM! stand-in's noise files and the DnR stand-in's clips under
+    ``folder``, shared between the split folders in proportion to ``hours`` (a few in every split)."""
+    tasks: List[Tuple[Any, ...]] = []
     weights = [float(hours.get(split, 0.0)) for split in SPLITS]
-    for kind_index, (key, count) in enumerate((("noise", chosen["num_noise_files"]), ("dnr", chosen["num_clips"]))):
+    for kind_index, (key, count) in enumerate((("noise", num_noise_files), ("dnr", num_clips))):
         minimum = max(1, min(_MIN_SPLIT_BACKGROUNDS, count // 4))
         per_split = proportional_counts(count, [max(weight, 1e-9) for weight in weights], minimum)
         for split, split_count in zip(SPLITS, per_split):
@@ -314,8 +324,50 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
                     duration = _CLIP_SECONDS
                 tasks.append((_make_backgrounds, paths, duration, sample_rate,
                               (seed, 24, kind_index, SPLITS.index(split), number)))
-    _run(tasks, num_workers, show_progress, "demo sources")
-    return folders
+    return tasks
+
+
+def build_demo_backgrounds(root: str, hours: Dict[str, float], sample_rate: int = 16000, seed: int = 0,
+                           num_workers: int = 1, show_progress: bool = True) -> Dict[str, str]:
+    """Write only the demo's synthetic backgrounds, as :func:`build_demo_corpora` writes them for
+    the same hours and seed: noise files in ``<root>/wham_noise``, sound-effect and music clips in
+    ``<root>/dnr``. Rerunning resumes.
+
+    Arguments
+    ---------
+    root : str
+        Folder of the two corpora (created if missing).
+    hours : dict
+        Hours per split of the dataset to be made from them (sizes them: :func:`demo_sizes`).
+    sample_rate : int
+        Sample rate of the files.
+    seed : int
+        Seed.
+    num_workers : int
+        Worker processes; 0 or 1 runs in this process.
+    show_progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    dict
+        ``{"noise": ..., "sfx": ..., "music": ...}`` folders.
+
+    Example
+    -------
+    >>> folders = build_demo_backgrounds(str(getfixture("tmp_path")), {"train": 0.0, "valid": 0.0, "test": 0.01},
+    ...                                  sample_rate=8000, show_progress=False)
+    >>> len(list(Path(folders["noise"], "tt").iterdir())), len(list(Path(folders["sfx"], "tt").iterdir()))
+    (4, 4)
+    """
+    sizes = demo_sizes(hours)
+    folder = Path(root).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    for partial in folder.rglob(f"*{PARTIAL_SUFFIX}"):  # half-written by an interrupted run
+        partial.unlink()
+    _run(_background_tasks(folder, hours, sizes["num_noise_files"], sizes["num_clips"], sample_rate, seed),
+         num_workers, show_progress, "backgrounds")
+    return {"noise": str(folder / "wham_noise"), "sfx": str(folder / "dnr"), "music": str(folder / "dnr")}
 
 
 def prepare_demo(output: str, hours: Optional[Dict[str, float]] = None, duration: float = DEMO_DURATION,

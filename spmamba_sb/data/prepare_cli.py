@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Settings of ``spmamba-prepare-demo --preset``, as parsed arguments.
 DEMO_PRESETS = {"clean": {"backgrounds": ["none"], "rt60": [0.1, 0.3]}}
+#: spmamba-prepare-real --preset: the settings of the demo mixtures whose voices it replaces.
+REAL_PRESETS = {"clean": DEMO_PRESETS["clean"], "noisy": {"backgrounds": list(BACKGROUND_KINDS), "rt60": None}}
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser, hours: Dict[str, float], duration: float) -> None:
@@ -216,7 +218,7 @@ def demo_main(argv: Optional[List[str]] = None) -> int:
 
 @command("spmamba-prepare-real")
 def real_main(argv: Optional[List[str]] = None) -> int:
-    """Build a test set of recorded human speech: the clean demo test split's mixtures, with real voices.
+    """Build a test set of recorded human speech: the demo test split's mixtures (clean or noisy), with real voices.
 
     Arguments
     ---------
@@ -248,18 +250,22 @@ def real_main(argv: Optional[List[str]] = None) -> int:
                         help=f"mixture length in s (default {DEMO_DURATION:g}, as the demo's)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="sample rate in Hz (default 16000)")
     parser.add_argument("--num-speakers", type=int, default=2, help="speakers per mixture (default 2)")
+    parser.add_argument("--preset", choices=sorted(REAL_PRESETS), default="clean",
+                        help="the demo mixtures whose voices are replaced: clean (the clean demo's mildly "
+                             "reverberant rooms, no background; default) or noisy (the default demo's rooms, "
+                             "noise, effects and music)")
     _add_run_arguments(parser)
     args = parser.parse_args(argv)
     _require_data_extra(parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    clean = argparse.Namespace(option=[], audio_subtype="FLOAT", **DEMO_PRESETS["clean"])  # as the demo's defaults
+    preset = argparse.Namespace(option=[], audio_subtype="FLOAT", **REAL_PRESETS[args.preset])
     started = time.time()
     try:
         result = prepare_real_speech(args.out, args.source, args.layout, num_mixtures=args.num_mixtures,
                                      duration=args.duration, sample_rate=args.sample_rate,
                                      num_speakers=args.num_speakers, seed=args.seed, num_workers=args.num_workers,
                                      show_progress=not args.no_progress,
-                                     simulation_options=_simulation_options(parser, clean), csv_paths=args.csv_paths)
+                                     simulation_options=_simulation_options(parser, preset), csv_paths=args.csv_paths)
     except (ValueError, TypeError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     sources = result["sources"]

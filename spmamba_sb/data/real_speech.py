@@ -1,11 +1,13 @@
-"""A test set of recorded human speech: the clean demo's two-speaker mixtures, with real voices.
+"""A test set of recorded human speech: the demo's two-speaker mixtures, with real voices.
 
 The demo corpus trains and tests on espeak-ng voices. This set keeps everything of the clean demo
 test split (``spmamba-prepare-demo --preset clean``: mixtures of 4 s, two speakers, each in a
 mildly reverberant simulated room, no noise, effects or music) except the voices, which come from
 a folder of recordings; a model's SI-SNRi on it beside its SI-SNRi on the espeak-ng test split
-measures the gap between synthetic and recorded speech. Recorded speakers are never in the demo's
-training data, and all of them go to the test split (the set has no training or validation part).
+measures the gap between synthetic and recorded speech. With backgrounds it keeps everything of
+the default, noisy demo instead (its rooms, and its synthetic noise, effects and music, written to
+``<output>/sources/backgrounds``). Recorded speakers are never in the demo's training data, and
+all of them go to the test split (the set has no training or validation part).
 
 :func:`arrange_recordings` writes every utterance of the folder, as mono PCM at the dataset's
 sample rate with leading and trailing silence trimmed, in the LibriSpeech layout::
@@ -29,7 +31,7 @@ from tqdm import tqdm
 
 from spmamba_sb.data.audio_io import AUDIO_EXTENSIONS, UnreadableAudioError, read_audio, write_audio_atomic
 from spmamba_sb.data.corpora import SPLITS, Corpora, partition_speakers, scan_librispeech
-from spmamba_sb.data.demo_corpus import DEMO_DURATION, demo_onset_options
+from spmamba_sb.data.demo_corpus import DEMO_DURATION, build_demo_backgrounds, demo_onset_options
 from spmamba_sb.data.loudness import frames_of
 from spmamba_sb.data.prepare import mixture_counts, prepare_echo2mix
 from spmamba_sb.data.simulation_config import BACKGROUND_KINDS, SimulationConfig
@@ -297,7 +299,10 @@ def prepare_real_speech(output: str, source: str, layout: str = "librispeech", n
         Show tqdm progress bars.
     simulation_options : dict, optional
         Other :class:`~spmamba_sb.data.simulation_config.SimulationConfig` settings; the clean demo's
-        are ``rt60=(0.1, 0.3)``. Backgrounds cannot be asked for: the set holds speech only.
+        are ``rt60=(0.1, 0.3)``. Without ``backgrounds`` the set holds speech only; with them
+        (the noisy demo's: ``("noise", "sfx", "music")``), the demo's synthetic backgrounds for
+        these mixtures are written to ``<output>/sources/backgrounds`` and mixed in as the demo
+        mixes them.
     csv_paths : str
         ``"absolute"`` or ``"data_root"`` (see :func:`~spmamba_sb.data.prepare.write_csv`).
 
@@ -326,21 +331,27 @@ def prepare_real_speech(output: str, source: str, layout: str = "librispeech", n
     {'train': 0, 'valid': 0, 'test': 1}
     """
     options = demo_onset_options(duration, simulation_options)
-    if options.get("backgrounds"):
-        raise ValueError(f"backgrounds={options['backgrounds']!r}: a recorded-speech set holds speech only")
     config = SimulationConfig(sample_rate=sample_rate, duration=duration, num_speakers=num_speakers,
-                              **{**options, "backgrounds": ()})
+                              **{**options, "backgrounds": tuple(options.get("backgrounds") or ())})
     if not isinstance(num_mixtures, int) or num_mixtures < 1:
         raise ValueError(f"num_mixtures={num_mixtures!r} must be a positive integer")
     hours = {"train": 0.0, "valid": 0.0, "test": num_mixtures * config.duration / 3600}
     mixture_counts(hours, config.duration)  # check the sizes before any work
     sources = arrange_recordings(output, source, layout, sample_rate, num_speakers=num_speakers,
                                  num_workers=num_workers, show_progress=show_progress)
-    corpora = _SpeechOnlyCorpora(speakers=scan_librispeech(sources["librispeech"]),
-                                 backgrounds={kind: {split: [] for split in (*SPLITS, "unsplit")}
-                                              for kind in BACKGROUND_KINDS},
-                                 folders={"recordings": str(Path(source).resolve()),
-                                          "librispeech": sources["librispeech"]})
+    if config.backgrounds:
+        backgrounds = build_demo_backgrounds(str(Path(output).resolve() / "sources" / "backgrounds"), hours,
+                                             sample_rate=sample_rate, seed=seed, num_workers=num_workers,
+                                             show_progress=show_progress)
+        corpora = Corpora.from_folders(sources["librispeech"], backgrounds["noise"], backgrounds["sfx"],
+                                       backgrounds["music"])
+        corpora.folders["recordings"] = str(Path(source).resolve())
+    else:
+        corpora = _SpeechOnlyCorpora(speakers=scan_librispeech(sources["librispeech"]),
+                                     backgrounds={kind: {split: [] for split in (*SPLITS, "unsplit")}
+                                                  for kind in BACKGROUND_KINDS},
+                                     folders={"recordings": str(Path(source).resolve()),
+                                              "librispeech": sources["librispeech"]})
     result = prepare_echo2mix(output, corpora, config, hours=hours, seed=seed, num_workers=num_workers,
                               show_progress=show_progress, extra_settings={"real_speech": layout},
                               csv_paths=csv_paths)

@@ -89,6 +89,21 @@ def test_the_set_is_a_function_of_the_seed_and_a_rerun_resumes(real_set, tmp_pat
         _build(tmp_path / "again", source, seed=1)
 
 
+def test_the_noisy_set_mixes_the_demos_backgrounds_with_the_recorded_voices(real_set, tmp_path):
+    root, source, _ = real_set
+    result = _build(tmp_path / "noisy", source, simulation_options={**FAST, "backgrounds": ("noise", "sfx", "music")})
+    assert result["num_mixtures"] == {"train": 0, "valid": 0, "test": 3}
+    config = json.loads((tmp_path / "noisy" / "echo2mix_config.json").read_text())
+    assert config["simulation"]["backgrounds"] == ["noise", "sfx", "music"]
+    assert config["speakers"]["test"] == ["1", "2", "3", "4"]
+    backgrounds = tmp_path / "noisy" / "sources" / "backgrounds"
+    assert sorted(path.name for path in backgrounds.iterdir()) == ["dnr", "wham_noise"]
+    for row in _rows(tmp_path / "noisy" / "test.csv"):
+        mix, first, second, noise = (sf.read(row[f"{name}_wav"])[0] for name in ("mix", "s1", "s2", "noise"))
+        np.testing.assert_allclose(mix, first + second + noise, atol=1e-6)
+        assert np.abs(noise).max() > 0.001 and {row["s1_spk"], row["s2_spk"]} <= {"1", "2", "3", "4"}
+
+
 def test_librispeech_layout_keeps_the_speaker_ids(tmp_path):
     for speaker in ("19", "103"):
         sf.write(tmp_path / f"{speaker}-198-0000.flac", np.ones(100) * 0.1, RECORDED_RATE)
@@ -135,6 +150,10 @@ def test_the_command_builds_the_set_and_names_bad_input(tmp_path, capsys):
     assert real_main(arguments) == 0
     config = json.loads((tmp_path / "set" / "echo2mix_config.json").read_text())["simulation"]
     assert config["rt60"] == [0.1, 0.3] and config["backgrounds"] == [] and config["max_first_onset"] == 0.5
+    noisy = [*arguments[:5], str(tmp_path / "noisy"), *arguments[6:], "--preset", "noisy"]
+    assert real_main(noisy) == 0
+    config = json.loads((tmp_path / "noisy" / "echo2mix_config.json").read_text())["simulation"]
+    assert config["backgrounds"] == ["noise", "sfx", "music"] and config["rt60"] == [0.2, 0.8]
     with pytest.raises(SystemExit) as exit_info:
         real_main(["--source", str(tmp_path / "nowhere"), "--out", str(tmp_path / "other"), "--no-progress"])
     assert exit_info.value.code == 2
