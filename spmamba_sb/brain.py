@@ -1,5 +1,6 @@
 """``SeparationBrain``: SpeechBrain training, validation and testing of the trio."""
 
+import copy
 import logging
 import math
 import os
@@ -9,7 +10,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
-from spmamba_sb.checkpoints import RandomState, TrainingClock
+from spmamba_sb.checkpoints import MASKNET_AVERAGE, RandomState, TrainingClock
 from spmamba_sb.data.pipelines import SeparationDataError
 from spmamba_sb.plots import plot_separation
 from spmamba_sb.schedules import TimeBudgetSchedule
@@ -93,9 +94,14 @@ class SeparationBrain(sb.Brain):
     summed over resumes), then validates, checkpoints and ends; rerunning the same command
     only tests.
 
+    With ``ema_decay`` (e.g. 0.999) the run also keeps an exponential moving average of the
+    mask net's weights, updated after every optimizer step; validation and test run on the
+    average, so the best checkpoint is the average's, and each checkpoint saves it beside the
+    trained weights (``masknet_average.ckpt``), which ``spmamba-export`` exports as the model.
+
     Hyperparameters read: ``num_spks``, ``loss``, ``eval_loss``, ``lr_scheduler``,
     ``epoch_counter``, ``train_logger``, ``output_folder``, ``sample_rate``,
-    ``num_test_plots``, ``n_fft``, and optionally ``max_train_minutes``, ``use_speedperturb``
+    ``num_test_plots``, ``n_fft``, and optionally ``max_train_minutes``, ``ema_decay``, ``use_speedperturb``
     (with ``speed_perturb``), ``use_rand_shift`` (with ``min_shift``, ``max_shift``),
     ``use_wavedrop`` (with ``drop_chunk``, ``drop_freq``), ``threshold_byloss`` (with
     ``threshold``), ``loss_upper_lim`` and ``save_audio`` (with ``n_audio_to_save``).
@@ -116,6 +122,49 @@ class SeparationBrain(sb.Brain):
         self.training_clock = TrainingClock()
         if self.checkpointer is not None:
             self.checkpointer.add_recoverables({"training_clock": self.training_clock, "random_state": RandomState()})
+        self.masknet_average = None
+        if getattr(self.hparams, "ema_decay", None):
+            if self.checkpointer is None or "masknet" not in self.checkpointer.recoverables:
+                raise ValueError("ema_decay needs a checkpointer that saves the mask net (its recoverable 'masknet')")
+            # a copy of the mask net (the same state_dict keys): saved beside it, exported in its place
+            self.masknet_average = copy.deepcopy(self.checkpointer.recoverables["masknet"]).requires_grad_(False)
+            self.checkpointer.add_recoverable(MASKNET_AVERAGE, self.masknet_average)
+        self._average_swapped_in = False
+
+    def _update_average(self) -> None:
+        """Move the weight average towards the mask net's weights after an optimizer step.
+
+        An exponential moving average with ``ema_decay``, its decay warmed up as
+        ``min(ema_decay, (1 + n) / (10 + n))`` over the optimizer steps ``n`` taken (as TensorFlow's
+        ``ExponentialMovingAverage`` with ``num_updates``), so early weights fade fast. One fused
+        update and no device synchronisation: ``torch.optim.swa_utils.AveragedModel`` reads its
+        update count on the host at every step.
+        """
+        decay = min(self.hparams.ema_decay, (1 + self.optimizer_step) / (10 + self.optimizer_step))
+        pairs = self._average_pairs()
+        floating = [(average, live) for average, live in pairs if average.is_floating_point()]
+        if floating:
+            averages, lives = zip(*floating)
+            torch._foreach_lerp_(list(averages), list(lives), 1.0 - decay)
+        for average, live in pairs:
+            if not average.is_floating_point():
+                average.copy_(live)
+
+    def _average_pairs(self) -> list:
+        """(average, live) tensor pairs of the mask net's state, in state_dict order."""
+        live = self.checkpointer.recoverables["masknet"].state_dict()
+        return list(zip(self.masknet_average.state_dict().values(), live.values()))
+
+    @torch.no_grad()
+    def _swap_average(self, swapped_in: bool) -> None:
+        """Exchange the mask net's weights with the average's, in place, when they are not yet as asked."""
+        if self.masknet_average is None or self._average_swapped_in == swapped_in:
+            return
+        for average, live in self._average_pairs():
+            held = live.clone()
+            live.copy_(average)
+            average.copy_(held)
+        self._average_swapped_in = swapped_in
 
     def shared_training_seconds(self) -> float:
         """Training seconds so far, the main process's figure on every process (so that every
@@ -160,6 +209,9 @@ class SeparationBrain(sb.Brain):
         """Set a time schedule's learning rate for the next step. Once ``max_train_minutes``
         are spent, cap ``optimizer_step_limit`` at the steps taken: the base class then ends
         the epoch before the next batch and stops after validating it."""
+        if should_step and self.masknet_average is not None:
+            with torch.no_grad():
+                self._update_average()
         seconds = self.shared_training_seconds()
         self.follow_time_schedule(seconds)
         if self.training_budget_spent(seconds):
@@ -392,6 +444,7 @@ class SeparationBrain(sb.Brain):
         else:
             self.test_rows = []
             self.test_left_out = 0
+        self._swap_average(stage != sb.Stage.TRAIN)  # validate and test the weight average
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, anneal, early-stop and checkpoint after validation; write results after test."""
@@ -403,6 +456,7 @@ class SeparationBrain(sb.Brain):
             if self.training_budget_spent(self.shared_training_seconds()):
                 logger.info("training time budget (%s min) spent", self.hparams.max_train_minutes)
             return
+        self._swap_average(False)  # checkpoints keep the trained weights and the average apart
         if stage == sb.Stage.VALID:
             improvement = float(torch.cat(self.valid_improvements).mean()) if self.valid_improvements else 0.0
             stats = {"si-snr": -stage_loss, "si-snr_i": improvement}

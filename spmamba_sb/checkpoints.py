@@ -38,6 +38,9 @@ from spmamba_sb.tensor_files import TensorFileError, load_tensor_file
 
 logger = logging.getLogger(__name__)
 
+#: The recoverable holding the mask net's weight average (``ema_decay``): ``masknet_average.ckpt`` in a checkpoint.
+MASKNET_AVERAGE = "masknet_average"
+
 
 class Checkpointer(sb_checkpoints.Checkpointer):
     """SpeechBrain's Checkpointer, with checkpoints marked complete only after every file is written.

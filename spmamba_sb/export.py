@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import yaml
 from speechbrain.utils.checkpoints import Checkpointer
 
+from spmamba_sb.checkpoints import MASKNET_AVERAGE
 from spmamba_sb.model_folder import (HYPERPARAMS_FILE, MODEL_FILES, model_folder_files, model_yaml, read_experiment,
                                      write_files, write_model_folder)
 from spmamba_sb.models.reference_weights import load_reference_weights, read_reference_checkpoint, reference_settings
@@ -36,7 +37,9 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
     out_folder : str
         Folder to write ``hyperparams.yaml`` and the three ``.ckpt`` files into.
     checkpoint : str, optional
-        A ``CKPT+...`` folder to export; default: the one with the best validation SI-SNR.
+        A ``CKPT+...`` folder to export; default: the one with the best validation SI-SNR. Where
+        it holds ``masknet_average.ckpt`` (a run with ``ema_decay``), that average of the mask net's
+        weights is exported as its weights: the weights the run validated and tested.
     overwrite : bool
         Replace the files of an existing model folder there.
 
@@ -68,6 +71,9 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
             raise FileNotFoundError(f"no checkpoint under {experiment['save_folder']!r}")
         checkpoint = str(found.path)
     weights = [os.path.join(checkpoint, name) for name in MODEL_FILES]
+    average = os.path.join(checkpoint, f"{MASKNET_AVERAGE}.ckpt")
+    if os.path.isfile(average):  # trained with ema_decay: the weight average is the model
+        weights[MODEL_FILES.index("masknet.ckpt")] = average
     inputs = [experiment_folder, os.path.join(experiment_folder, HYPERPARAMS_FILE), checkpoint, *weights]
     check_outputs(model_folder_files(out_folder), inputs, overwrite)
     contents: Dict[str, Union[str, bytes]] = {
@@ -76,7 +82,8 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
         with open(path, "rb") as handle:
             contents[name] = handle.read()
     write_files(out_folder, contents)
-    logger.info("exported %s to %s", checkpoint, out_folder)
+    logger.info("exported %s%s to %s", checkpoint, " (the mask net's weight average)" if average in weights else "",
+                out_folder)
     return checkpoint
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
+from spmamba_sb.checkpoints import MASKNET_AVERAGE
 from spmamba_sb.export import export_model
 from spmamba_sb.inference import SPMambaSeparation
 from spmamba_sb.model_folder import MODEL_FILES, read_experiment
@@ -84,6 +85,18 @@ def test_export_reads_the_yaml_as_data(experiment, tmp_path):
     with torch.no_grad():
         expected = separate(mix, *trio)
     torch.testing.assert_close(separator.separate_batch(mix), expected, rtol=0, atol=0)
+
+
+def test_a_checkpoint_with_a_weight_average_exports_the_average(experiment, tmp_path):
+    folder, trio = experiment
+    average = MaskNet(num_spks=3, **TINY).eval()
+    torch.save(average.state_dict(), folder / "save" / "CKPT+better" / f"{MASKNET_AVERAGE}.ckpt")
+    export_model(str(folder), str(tmp_path / "model"))
+    exported = torch.load(tmp_path / "model" / "masknet.ckpt", weights_only=True)
+    assert exported.keys() == average.state_dict().keys()
+    assert all(torch.equal(exported[name], value) for name, value in average.state_dict().items())
+    trained = trio[1].state_dict()
+    assert any(not torch.equal(exported[name], trained[name]) for name in exported)  # not the trained weights
 
 
 def test_export_errors(experiment, tmp_path):
