@@ -89,6 +89,25 @@ def test_nonfinite_loss_skips_the_step_and_is_counted(tmp_path):
     assert brain.train_stats["nonfinite_batches"] == 1
 
 
+def test_a_non_finite_loss_with_finite_gradients_is_counted_and_patience_still_stops(tmp_path):
+    """The loss check waits for the gradient check after backward (one device synchronisation a
+    step): a loss made non-finite by a term without gradient is counted as before, and once
+    ``nonfinite_patience`` is exhausted the step is refused before any parameter changes."""
+    hparams = _hparams(tmp_path, nonfinite_patience=1)
+    brain = _brain(hparams)
+    brain.on_fit_start()
+    brain.nonfinite_count = 0
+    real = brain.compute_objectives
+    brain.compute_objectives = lambda *args: real(*args) + torch.tensor(float("inf"))
+    brain.fit_batch(_batch())  # counted (1 of 1 allowed); the gradients are finite, so it steps
+    assert brain.nonfinite_count == 1
+    before = {n: p.detach().clone() for n, p in brain.modules.named_parameters()}
+    with pytest.raises(ValueError, match="patience is exhausted"):
+        brain.fit_batch(_batch(seed=1))
+    assert brain.nonfinite_count == 2
+    assert all(torch.equal(before[n], p) for n, p in brain.modules.named_parameters())
+
+
 @pytest.mark.parametrize("speed", [90, 110])
 def test_speed_perturbation_changes_each_source_and_rebuilds_the_mixture(tmp_path, model_inputs, speed):
     brain = _brain(_hparams(tmp_path, use_speedperturb=True))
