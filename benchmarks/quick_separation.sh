@@ -35,7 +35,7 @@
 # Settings (environment): TASK, DATA, RESULTS, BUDGET (training minutes, default 25), ABLATION, HOURS
 # (training hours of fixed mixtures, default 2), VOICES (synthetic speakers, default 400), VARIETY
 # (the corpus's --voice-variety, default espeak), REAL (for `voices` and `check`: a recorded-speech test
-# set made by spmamba-prepare-real at the TASK's rate), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
+# set made by spmamba-prepare-real at the TASK's rate, with --preset noisy for noisy16k), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
 # default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare; CLEAN_ARGS and NOISY_ARGS:
 # train.py overrides for its clean phase or its noisy run only, e.g. NOISY_ARGS='--lr 0.001'), SEED,
 # WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
