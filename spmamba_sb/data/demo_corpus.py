@@ -206,6 +206,15 @@ def _make_backgrounds(paths: List[Tuple[str, str]], duration: float, sample_rate
             write_audio_atomic(path, audio, sample_rate, subtype="PCM_16")
 
 
+def _resumable_folder(root: str) -> Path:
+    """``root`` resolved and created, without the files an interrupted run left half-written."""
+    folder = Path(root).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    for partial in folder.rglob(f"*{PARTIAL_SUFFIX}"):
+        partial.unlink()
+    return folder
+
+
 def _run(tasks: List[Tuple[Any, ...]], num_workers: int, show_progress: bool, description: str) -> None:
     progress = tqdm(total=len(tasks), desc=description, unit="task", disable=not show_progress)
     try:
@@ -277,10 +286,7 @@ def build_demo_corpora(root: str, hours: Dict[str, float], sample_rate: int = 16
     for key, value in chosen.items():
         if value < 1:
             raise ValueError(f"{key}={value} must be at least 1")
-    folder = Path(root).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    for partial in folder.rglob(f"*{PARTIAL_SUFFIX}"):  # half-written by an interrupted run
-        partial.unlink()
+    folder = _resumable_folder(root)
     settings = {"sizes": chosen, "sample_rate": int(sample_rate), "seed": int(seed),
                 "hours": {split: float(hours.get(split, 0.0)) for split in SPLITS}}
     if voice_variety != "espeak":  # a default corpus's marker stays as it always was
@@ -361,10 +367,7 @@ def build_demo_backgrounds(root: str, hours: Dict[str, float], sample_rate: int 
     (4, 4)
     """
     sizes = demo_sizes(hours)
-    folder = Path(root).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    for partial in folder.rglob(f"*{PARTIAL_SUFFIX}"):  # half-written by an interrupted run
-        partial.unlink()
+    folder = _resumable_folder(root)
     _run(_background_tasks(folder, hours, sizes["num_noise_files"], sizes["num_clips"], sample_rate, seed),
          num_workers, show_progress, "backgrounds")
     return {"noise": str(folder / "wham_noise"), "sfx": str(folder / "dnr"), "music": str(folder / "dnr")}

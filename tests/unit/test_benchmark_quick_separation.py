@@ -1,6 +1,6 @@
 """benchmarks/quick_separation.sh passes each task's corpus and model settings (in ``versus``,
-``ablation`` and ``warmup``, each arm's) to the public commands (recorded by stand-ins for
-spmamba-prepare-demo and Python), and the 16 kHz settings it passes build the published 16 kHz
+``ablation`` and ``warmup``, each arm's) to the public commands (recorded by stand-ins for the
+project's commands and Python), and the 16 kHz settings it passes build the published 16 kHz
 STFT from the quick recipe."""
 
 import os
@@ -19,7 +19,7 @@ def _run(tmp_path, stage, **environment):
     record = tmp_path / "calls.txt"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name in ("spmamba-prepare-demo", "spmamba-export", "fake-python"):
+    for name in ("spmamba-prepare-demo", "spmamba-export", "spmamba-separate", "spmamba-evaluate", "fake-python"):
         tool = bin_dir / name
         tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{record}"\n')
         tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
@@ -168,12 +168,6 @@ def test_16k_overrides_build_the_published_16k_front_end(tmp_path):
 
 def test_voices_trains_espeak_and_wide_voices_for_the_same_minutes_and_scores_both_on_real(tmp_path):
     results, real = tmp_path / "results", tmp_path / "real"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("spmamba-export", "spmamba-evaluate"):  # recorded beside the others
-        tool = bin_dir / name
-        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path / "calls.txt"}"\n')
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
     result, calls = _run(tmp_path, "voices", ABLATION="6", RESULTS=str(results), REAL=str(real), COMPILE="1",
                          DATA=str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
@@ -196,12 +190,6 @@ def test_voices_trains_espeak_and_wide_voices_for_the_same_minutes_and_scores_bo
 def test_check_scores_the_exported_model_on_the_recorded_speech_set_when_given(tmp_path, real):
     results = tmp_path / "results"
     results.mkdir()  # as the training run leaves it
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("spmamba-separate", "spmamba-evaluate"):  # recorded beside the others
-        tool = bin_dir / name
-        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path / "calls.txt"}"\n')
-        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
     environment = {"REAL": str(tmp_path / real)} if real else {}
     result, calls = _run(tmp_path, "check", TASK="noisy16k", RESULTS=str(results), **environment)
     assert result.returncode == 0, result.stderr
