@@ -16,7 +16,7 @@ from spmamba_sb.console import command, disk_error_message
 from spmamba_sb.data.audio_io import write_audio
 from spmamba_sb.environment import apply_scan_environment, scan_environment
 from spmamba_sb.outputs import OutputExistsError, atomic_outputs, check_outputs, check_writable
-from spmamba_sb.export import export_model, export_reference
+from spmamba_sb.export import export_model, export_reference, weight_average
 from spmamba_sb.inference import OUTPUT_RATES, AudioInputError, SPMambaSeparation
 from spmamba_sb.model_folder import FOLDER_FILES
 from spmamba_sb.model_trust import UntrustedModelError
@@ -91,7 +91,8 @@ def export_main(argv: Optional[List[str]] = None) -> None:
         _exit_with_error(str(error), parser.prog)
     except OSError as error:  # a missing input; a full or read-only disk
         _exit_with_error(_describe(error), parser.prog)
-    print(f"exported {source} to {args.out}")
+    average = args.reference is None and weight_average(source) is not None
+    print(f"exported {source}{' (the weight average of its mask net)' if average else ''} to {args.out}")
 
 
 @command("spmamba-separate")

@@ -71,8 +71,8 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
             raise FileNotFoundError(f"no checkpoint under {experiment['save_folder']!r}")
         checkpoint = str(found.path)
     weights = [os.path.join(checkpoint, name) for name in MODEL_FILES]
-    average = os.path.join(checkpoint, f"{MASKNET_AVERAGE}.ckpt")
-    if os.path.isfile(average):  # trained with ema_decay: the weight average is the model
+    average = weight_average(checkpoint)
+    if average is not None:  # trained with ema_decay: the weight average is the model
         weights[MODEL_FILES.index("masknet.ckpt")] = average
     inputs = [experiment_folder, os.path.join(experiment_folder, HYPERPARAMS_FILE), checkpoint, *weights]
     check_outputs(model_folder_files(out_folder), inputs, overwrite)
@@ -82,9 +82,20 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
         with open(path, "rb") as handle:
             contents[name] = handle.read()
     write_files(out_folder, contents)
-    logger.info("exported %s%s to %s", checkpoint, " (the mask net's weight average)" if average in weights else "",
-                out_folder)
     return checkpoint
+
+
+def weight_average(checkpoint: str) -> Optional[str]:
+    """The path of a checkpoint's weight average of the mask net (a run with ``ema_decay``), or
+    None where it has none.
+
+    Example
+    -------
+    >>> weight_average(str(getfixture("tmp_path"))) is None
+    True
+    """
+    average = os.path.join(checkpoint, f"{MASKNET_AVERAGE}.ckpt")
+    return average if os.path.isfile(average) else None
 
 
 def read_reference_config(path: str) -> Tuple[Dict[str, Any], Optional[int]]:

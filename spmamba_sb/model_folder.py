@@ -290,7 +290,8 @@ def read_experiment(experiment_folder: str) -> Dict[str, Any]:
     if not os.path.isfile(hparams_path):
         raise FileNotFoundError(f"{experiment_folder!r} is not a training experiment (no hyperparams.yaml)")
     with open(hparams_path, encoding="utf-8") as handle:
-        tree = ruamel.yaml.YAML().load(resolve_references(handle, {"output_folder": experiment_folder}))
+        text = handle.read()
+    tree = ruamel.yaml.YAML().load(resolve_references(text, {"output_folder": experiment_folder}))
     arguments = {}
     for key in ("Encoder", "MaskNet"):
         node, expected = tree.get(key), f"!new:{TRIO_MODULE}.{key}"
@@ -299,7 +300,22 @@ def read_experiment(experiment_folder: str) -> Dict[str, Any]:
         arguments[key] = _plain(dict(node))
     stft = {name: value for name, value in arguments["Encoder"].items() if name in STFT_SETTINGS}
     return {"sample_rate": int(tree["sample_rate"]), "stft": stft,
-            "masknet": upgrade_masknet_arguments(arguments["MaskNet"]), "save_folder": str(tree["save_folder"])}
+            "masknet": upgrade_masknet_arguments(arguments["MaskNet"]),
+            "save_folder": _moved_with(str(tree["save_folder"]), ruamel.yaml.YAML().load(text).get("output_folder"),
+                                       experiment_folder)}
+
+
+def _moved_with(save_folder: str, saved_output_folder: Any, experiment_folder: str) -> str:
+    """``save_folder`` for an experiment found in ``experiment_folder``: SpeechBrain saves
+    ``hyperparams.yaml`` with its references resolved, so a copied or moved experiment still names
+    the checkpoints where it was trained; a folder under the output folder it was saved with is
+    taken under ``experiment_folder`` instead."""
+    if not isinstance(saved_output_folder, str) or "<" in saved_output_folder:
+        return save_folder  # an unresolved reference: the override already placed it
+    saved, target = os.path.abspath(saved_output_folder), os.path.abspath(save_folder)
+    if os.path.commonpath([saved, target]) != saved:
+        return save_folder  # checkpoints kept outside the experiment stay where they are
+    return os.path.normpath(os.path.join(experiment_folder, os.path.relpath(target, saved)))
 
 
 def _plain(value: Any) -> Any:

@@ -1,17 +1,20 @@
 """Model folders from training experiments: read as data, no seeding, no objects built."""
 
+import shutil
 from functools import partial
 
 import pytest
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
 
+from spmamba_sb import cli
 from spmamba_sb.checkpoints import MASKNET_AVERAGE
 from spmamba_sb.export import export_model
 from spmamba_sb.inference import SPMambaSeparation
 from spmamba_sb.model_folder import MODEL_FILES, read_experiment
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.trio import Decoder, Encoder, MaskNet, separate
+from tests.conftest import exit_status
 
 MAMBA = dict(d_state=4, expand=2, scan_backend="torch")
 TINY = dict(n_fft=32, emb_dim=4, emb_kernel_size=3, num_blocks=1, num_heads=2, attention_qk_dim=17,
@@ -99,6 +102,16 @@ def test_a_checkpoint_with_a_weight_average_exports_the_average(experiment, tmp_
     assert any(not torch.equal(exported[name], trained[name]) for name in exported)  # not the trained weights
 
 
+def test_the_export_command_says_when_it_exports_the_weight_average(experiment, tmp_path, capsys):
+    folder, _ = experiment
+    assert exit_status(cli.export_main, folder, "--out", tmp_path / "trained") == 0
+    assert capsys.readouterr().out == f"exported {folder / 'save' / 'CKPT+better'} to {tmp_path / 'trained'}\n"
+    torch.save(MaskNet(num_spks=3, **TINY).state_dict(), folder / "save" / "CKPT+better" / f"{MASKNET_AVERAGE}.ckpt")
+    assert exit_status(cli.export_main, folder, "--out", tmp_path / "average") == 0
+    assert capsys.readouterr().out == (f"exported {folder / 'save' / 'CKPT+better'} (the weight average of its mask "
+                                       f"net) to {tmp_path / 'average'}\n")
+
+
 def test_export_errors(experiment, tmp_path):
     folder, _ = experiment
     with pytest.raises(FileNotFoundError, match="not a training experiment"):
@@ -137,3 +150,31 @@ def test_older_experiments_export_in_todays_form(experiment, tmp_path):
     mix = torch.randn(2, 400)
     with torch.no_grad():
         torch.testing.assert_close(separator.separate_batch(mix), separate(mix, *trio), rtol=0, atol=0)
+
+
+def _as_saved(folder, save_folder=None):
+    """Write hyperparams.yaml as SpeechBrain saves it: references resolved, absolute folders."""
+    text = EXPERIMENT_YAML.replace("output_folder: !PLACEHOLDER", f"output_folder: {folder}")
+    (folder / "hyperparams.yaml").write_text(
+        text.replace("save_folder: !ref <output_folder>/save", f"save_folder: {save_folder or folder / 'save'}"))
+
+
+def test_a_copied_or_moved_experiment_exports_its_own_checkpoints(experiment, tmp_path):
+    folder, _ = experiment
+    _as_saved(folder)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    shutil.rmtree(copy / "save" / "CKPT+better")  # the copy's best checkpoint is not the original's
+    assert read_experiment(str(copy))["save_folder"] == str(copy / "save")
+    assert export_model(str(copy), str(tmp_path / "model")) == str(copy / "save" / "CKPT+worse")
+    shutil.rmtree(folder)  # moved: the folder it was trained in is gone
+    assert export_model(str(copy), str(tmp_path / "again")) == str(copy / "save" / "CKPT+worse")
+
+
+def test_checkpoints_kept_outside_the_experiment_stay_where_they_are(experiment, tmp_path):
+    folder, _ = experiment
+    elsewhere = tmp_path / "checkpoints"
+    shutil.move(str(folder / "save"), elsewhere)
+    _as_saved(folder, save_folder=elsewhere)
+    assert read_experiment(str(folder))["save_folder"] == str(elsewhere)
+    assert export_model(str(folder), str(tmp_path / "model")) == str(elsewhere / "CKPT+better")
