@@ -23,6 +23,7 @@ naming the CSV, the row and the file (exit status 1); Ctrl-C with ``train.py: in
 import sys
 from typing import NoReturn
 
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 import speechbrain as sb
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.sampler import ReproducibleRandomSampler

@@ -6,6 +6,7 @@ import math
 import os
 
 import soundfile as sf
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import ddp_broadcast, if_main_process

@@ -30,6 +30,7 @@ import time
 import numpy as np
 import torch
 import yaml
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 from speechbrain.utils import checkpoints as sb_checkpoints
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 

@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, Optional, Tuple, Union
 
 import yaml
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 from speechbrain.utils.checkpoints import Checkpointer
 
 from spmamba_sb.checkpoints import MASKNET_AVERAGE

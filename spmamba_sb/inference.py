@@ -12,6 +12,7 @@ from typing import Any, Tuple
 
 import soundfile as sf
 import torch
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 from speechbrain.inference.interfaces import Pretrained
 
 from spmamba_sb.chunking import chunk_lengths, separate_in_chunks

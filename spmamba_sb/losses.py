@@ -6,6 +6,7 @@ for each utterance, the assignment of estimates to references with the lowest lo
 """
 
 import torch
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 from speechbrain.nnet.losses import PitWrapper
 
 EPS = 1e-8

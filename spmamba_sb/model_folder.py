@@ -33,6 +33,7 @@ import ruamel.yaml
 import torch
 import torch.nn as nn
 import yaml
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 from hyperpyyaml import resolve_references
 from speechbrain.utils.fetching import fetch
 

@@ -17,6 +17,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import spmamba_sb.torch_pair  # noqa: F401  before SpeechBrain: a torchaudio that does not load is named
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.data_pipeline import provides, takes
 

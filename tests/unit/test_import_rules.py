@@ -64,3 +64,30 @@ def test_imports_point_down(module, path):
             assert not bad, f"{module} imports {bad}"
     if module != "spmamba_sb.nnet.scan":
         assert not any(_matches(name, "mamba_ssm") for name in imported), f"{module} imports mamba_ssm"
+
+
+def _import_lines(path):
+    """(line, module) of each import of ``path``, in source order."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            lines += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            lines.append((node.lineno, node.module))
+    return sorted(lines)
+
+
+TRAIN_SCRIPT = PACKAGE.parent / "train.py"
+
+
+@pytest.mark.parametrize("module,path", [*_modules(), ("train", TRAIN_SCRIPT)],
+                         ids=[*(m for m, _ in _modules()), "train"])
+def test_speechbrain_and_torchaudio_come_after_the_torch_pair_check(module, path):
+    """A mismatched torchaudio fails inside SpeechBrain's imports; spmamba_sb.torch_pair names it first."""
+    lines = _import_lines(path)
+    guarded = [line for line, name in lines if name == "spmamba_sb.torch_pair"]
+    if module == "spmamba_sb.torch_pair":
+        return
+    for line, name in lines:
+        if any(_matches(name, prefix) for prefix in ("speechbrain", "torchaudio")):
+            assert guarded and guarded[0] < line, f"{module}:{line} imports {name} before spmamba_sb.torch_pair"
