@@ -83,6 +83,8 @@ def export_model(experiment_folder: str, out_folder: str, checkpoint: Optional[s
         with open(path, "rb") as handle:
             contents[name] = handle.read()
     write_files(out_folder, contents)
+    logger.info("exported %s%s to %s", checkpoint, "" if average is None else " (the mask net's weight average)",
+                out_folder)
     return checkpoint
 
 
