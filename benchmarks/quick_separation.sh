@@ -43,7 +43,7 @@
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
 # holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes about
-# a minute on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
+# 40 s alone on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
 # `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21);
 # after prepare, `voices 5` takes about 21 (the wide corpus 1.1, warm-up 1, each arm 1.5 beyond its
 # minutes, the four scorings about 4) and `profile` about 5.5; with TASK=noisy16k, both corpora and
