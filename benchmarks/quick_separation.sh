@@ -38,7 +38,8 @@
 # set made by spmamba-prepare-real at the TASK's rate, with --preset noisy for noisy16k), CLEAN_DATA (for `curriculum`: the clean 8 kHz corpus,
 # default data/demo-clean8k, made by TASK=clean8k DATA=CLEAN_DATA ... prepare; CLEAN_ARGS and NOISY_ARGS:
 # train.py overrides for its clean phase or its noisy run only, e.g. NOISY_ARGS='--lr 0.001'), SEED,
-# WORKERS, DEVICE, MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
+# WORKERS, DEVICE, GPUS (train.py on that many GPUs through torchrun, default 1; batch_size is per
+# GPU), MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
 # fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
@@ -70,6 +71,11 @@ VARIETY=${VARIETY:-espeak}
 SEED=${SEED:-1234}
 WORKERS=${WORKERS:-$(nproc)}
 DEVICE=${DEVICE:-cuda}
+GPUS=${GPUS:-1}
+case "$GPUS" in
+    '' | *[!0-9]* | 0) echo "GPUS must be a whole number of GPUs, got '$GPUS'" >&2; exit 2 ;;
+esac
+if [ "$GPUS" -gt 1 ] && [ "$DEVICE" = cpu ]; then echo "GPUS=$GPUS needs DEVICE=cuda" >&2; exit 2; fi
 COMPILE=${COMPILE:-$([ "$DEVICE" = cpu ] && echo 0 || echo 1)}
 MODEL=${MODEL:-spmamba-8k-quick}
 PYTHON=${PYTHON:-python3}
@@ -103,7 +109,11 @@ run_train() {  # NAME MINUTES [overrides...]
     for ((i = 0; i < ${#TASK_ARGS[@]}; i += 2)); do  # an override of a task setting replaces it
         [[ " ${overrides[*]} " == *" ${TASK_ARGS[i]} "* ]] || task+=("${TASK_ARGS[@]:i:2}")
     done
-    "$PYTHON" train.py "hparams/$MODEL.yaml" --data_folder "$DATA" --output_folder "$(experiment "$name")" \
+    local launch=("$PYTHON")
+    if [ "$GPUS" -gt 1 ]; then  # one process per GPU, the SpeechBrain way (NCCL: each on its own GPU)
+        launch+=(-m torch.distributed.run --standalone --nproc_per_node "$GPUS")
+    fi
+    "${launch[@]}" train.py "hparams/$MODEL.yaml" --data_folder "$DATA" --output_folder "$(experiment "$name")" \
         --seed "$SEED" --max_train_minutes "$minutes" --device "$DEVICE" ${task[@]+"${task[@]}"} \
         ${overrides[@]+"${overrides[@]}"}
 }

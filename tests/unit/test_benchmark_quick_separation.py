@@ -287,3 +287,22 @@ def test_profile_traces_train_py_steps_and_times_the_model_alone_at_the_same_sha
     assert words[1] == "benchmarks/profile_step.py" and "--compile" in words
     assert words[words.index("--n-fft") + 1:words.index("--n-fft") + 4] == [stft[0], "--hop-length", stft[1]]
     assert words[words.index("--sample-rate") + 1] == rate and words[words.index("--batches") + 1] == "4"
+
+
+def test_gpus_trains_through_torchrun_one_process_per_gpu(tmp_path):
+    result, calls = _run(tmp_path, "curriculum 2 3", TASK="noisy16k", GPUS="4", DEVICE="cuda")
+    assert result.returncode == 0, result.stderr
+    trains = [call.split() for call in calls if " train.py " in call]
+    assert len(trains) == 2  # the clean phase and the noisy run, both on the four GPUs
+    for train in trains:
+        assert train[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4", "train.py"]
+        assert train[train.index("--device") + 1] == "cuda"
+    result, calls = _run(tmp_path, "train")
+    assert calls[-1].split()[1] == "train.py"  # one GPU: train.py itself
+
+
+@pytest.mark.parametrize("gpus, device, message", [("two", "cuda", "whole number"), ("0", "cuda", "whole number"),
+                                                   ("2", "cpu", "needs DEVICE=cuda")])
+def test_gpus_is_checked(tmp_path, gpus, device, message):
+    result, calls = _run(tmp_path, "train", GPUS=gpus, DEVICE=device)
+    assert result.returncode == 2 and message in result.stderr and calls == []
