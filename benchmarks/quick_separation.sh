@@ -24,9 +24,9 @@
 #   benchmarks/quick_separation.sh profile            # the TASK's train.py step under SpeechBrain's
 #                                                     #   profiler, where its GPU waits (trace_gaps.py),
 #                                                     #   beside the model alone (profile_step.py)
-#   benchmarks/quick_separation.sh warmup [curriculum] # compile the models' graphs on a tiny corpus
-#                                                     #   (beside prepare), so timed runs start warm; with
-#                                                     #   `curriculum`, only its two phases' graphs
+#   benchmarks/quick_separation.sh warmup [curriculum|learning] # compile the models' graphs on a tiny
+#                                                     #   corpus (beside prepare), so timed runs start warm;
+#                                                     #   with `curriculum` or `learning`, only its graphs
 #   benchmarks/quick_separation.sh plot               # curves PNG and summary JSON
 #   benchmarks/quick_separation.sh check              # export, spmamba-separate, SepformerSeparation;
 #                                                     #   with REAL, the model scored on it too
@@ -219,6 +219,13 @@ warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: Py
         return
     fi
     tiny_corpus
+    if [ "${1:-}" = learning ]; then  # only the arms of `learning` (its SI-SNR arm has the recipe's graphs)
+        warm_tiny spmamba & runs+=($!)
+        warm_tiny batch8 "${BATCH8[@]}" & runs+=($!)
+        warm_tiny crop1s "${CROP1S[@]}" & runs+=($!)
+        for run in "${runs[@]}"; do wait "$run"; done
+        return
+    fi
     warm_tiny spmamba & runs+=($!)
     warm_tiny spmamba-augmented "${AUGMENTED[@]}" & runs+=($!)
     warm_tiny tfgridnet "${TFGRIDNET[@]}" & runs+=($!)

@@ -306,3 +306,14 @@ def test_gpus_trains_through_torchrun_one_process_per_gpu(tmp_path):
 def test_gpus_is_checked(tmp_path, gpus, device, message):
     result, calls = _run(tmp_path, "train", GPUS=gpus, DEVICE=device)
     assert result.returncode == 2 and message in result.stderr and calls == []
+
+
+def test_warmup_for_learning_compiles_its_arms_only(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "warmup learning", TASK="noisy16k", COMPILE="1", RESULTS=str(results))
+    assert result.returncode == 0, result.stderr
+    trains = {_settings(call)["--output_folder"]: call for call in calls if call.startswith("fake-python")}
+    assert sorted(trains) == [f"{results}/warmup/{name}/1234" for name in ("batch8", "crop1s", "spmamba")]
+    assert trains[f"{results}/warmup/batch8/1234"].endswith("--batch_size 8")
+    assert trains[f"{results}/warmup/crop1s/1234"].endswith("--training_signal_len 16000")
+    assert all("--compile" in call and "--sequence_layer" not in call for call in trains.values())
