@@ -219,18 +219,13 @@ warmup() {  # 20 compiled steps of each model on a tiny corpus, side by side: Py
         return
     fi
     tiny_corpus
-    if [ "${1:-}" = learning ]; then  # only the arms of `learning` (its SI-SNR arm has the recipe's graphs)
-        warm_tiny spmamba & runs+=($!)
-        warm_tiny batch8 "${BATCH8[@]}" & runs+=($!)
-        warm_tiny crop1s "${CROP1S[@]}" & runs+=($!)
+    warm_tiny spmamba & runs+=($!)  # `learning` needs only its arms (its SI-SNR arm has the recipe's graphs)
+    if [ "${1:-}" != learning ]; then
+        warm_tiny spmamba-augmented "${AUGMENTED[@]}" & runs+=($!)
+        warm_tiny tfgridnet "${TFGRIDNET[@]}" & runs+=($!)
         for run in "${runs[@]}"; do wait "$run"; done
-        return
+        runs=()  # then the learning arms' shapes (five 16 kHz runs at once overflow an 80 GB GPU)
     fi
-    warm_tiny spmamba & runs+=($!)
-    warm_tiny spmamba-augmented "${AUGMENTED[@]}" & runs+=($!)
-    warm_tiny tfgridnet "${TFGRIDNET[@]}" & runs+=($!)
-    for run in "${runs[@]}"; do wait "$run"; done
-    runs=()  # then the learning arms' shapes (five 16 kHz runs at once overflow an 80 GB GPU)
     warm_tiny batch8 "${BATCH8[@]}" & runs+=($!)
     warm_tiny crop1s "${CROP1S[@]}" & runs+=($!)
     for run in "${runs[@]}"; do wait "$run"; done
