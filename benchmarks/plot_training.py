@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Validation SI-SNRi against training time for several train.py runs, as one PNG (with each run's
 training SNR dashed, and its learning rate in a panel below), plus a JSON summary per run:
-parameters, training minutes, best validation SI-SNRi, last training SNR and the test means.
+parameters, training minutes, best validation SI-SNRi, last training SNR, the test means, and
+whether quick_separation.sh trained it eager after its compiled run failed (labelled "eager").
 
     python benchmarks/plot_training.py --out curves.png SPMamba=results/a/1234 TF-GridNet=results/b/1234
 """
@@ -71,11 +72,14 @@ def main():
         means = test_means(experiment)
         minutes = [epoch["minutes"] for epoch in epochs]
         improvements = [epoch["valid"] for epoch in epochs]
+        eager_fallback = os.path.exists(os.path.join(experiment, "eager_fallback"))  # quick_separation.sh's mark
         line, = axis.plot(minutes, improvements, marker="o", markersize=3,
-                          label=f"{label} (test SI-SNRi {means.get('si-snr_i', float('nan')):.1f} dB)")
+                          label=f"{label}{', eager' if eager_fallback else ''} "
+                                f"(test SI-SNRi {means.get('si-snr_i', float('nan')):.1f} dB)")
         axis.plot(minutes, [epoch["train"] for epoch in epochs], linestyle="--", linewidth=1, color=line.get_color())
         lr_axis.plot(minutes, [epoch["lr"] for epoch in epochs], marker=".", color=line.get_color())
         summary[label] = {"experiment": experiment, "parameters": parameter_count(experiment),
+                          "eager_fallback": eager_fallback,
                           "validations": len(epochs), "train_minutes": minutes[-1],
                           "best_valid_si-snr_i": max(improvements), "last_valid_si-snr_i": improvements[-1],
                           "last_train_snr": epochs[-1]["train"], "test": means}

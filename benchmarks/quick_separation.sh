@@ -42,7 +42,7 @@
 # GPU), MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
-# fails compiled resumes eagerly) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
+# fails compiled trains again eager, marked by `eager_fallback` in its folder and in the summary JSON) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
 # holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes about
 # 40 s alone on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
 # `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21);
@@ -94,12 +94,15 @@ SI_SNR=(--loss '!name:spmamba_sb.losses.pit_si_snr_loss')  # the scale-invariant
 BATCH8=(--batch_size 8)
 CROP1S=(--training_signal_len "$RATE")  # 1 s crops: half the step, twice the steps
 
-train() {  # NAME MINUTES [overrides...]
+train() {  # NAME MINUTES [overrides...]: compiled where COMPILE=1; a run that fails compiled trains
+           # again eager, said on stderr and marked by a file `eager_fallback` in its experiment folder
     if [ "$COMPILE" = 1 ]; then
-        run_train "$@" "${COMPILED[@]}" || run_train "$@"
-    else
-        run_train "$@"
+        run_train "$@" "${COMPILED[@]}" && return
+        echo "quick_separation.sh: '$1' failed compiled; it trains again eager (fewer steps in its minutes)" >&2
+        mkdir -p "$(experiment "$1")"
+        echo "the compiled run failed; this run is eager" > "$(experiment "$1")/eager_fallback"
     fi
+    run_train "$@"
 }
 
 run_train() {  # NAME MINUTES [overrides...]

@@ -43,4 +43,15 @@ def test_curves_and_summary(tmp_path):
     assert summary["A"]["train_minutes"] == 2.5 and summary["A"]["test"] == {"si-snr_i": 2.5, "sdr_i": 2.75}
     assert summary["A"]["last_train_snr"] == 4.0 and summary["B"]["last_train_snr"] == 3.0
     assert summary["B"]["parameters"] is None and summary["B"]["test"] == {}
+    assert summary["A"]["eager_fallback"] is False
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_marked_eager_by_quick_separation_is_said_so(tmp_path):
+    eager = _experiment(tmp_path / "a", [0.5])
+    (eager / "eager_fallback").write_text("the compiled run failed; this run is eager\n")
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--out", str(tmp_path / "curves.png"), f"batch 8={eager}"],
+        capture_output=True, text=True, check=True,
+    )
+    assert json.loads(result.stdout)["batch 8"]["eager_fallback"] is True

@@ -141,6 +141,29 @@ def test_warmup_stops_when_a_warm_up_run_fails(tmp_path):
     assert result.returncode == 3
 
 
+def test_a_run_that_fails_compiled_trains_again_eager_and_is_marked(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "tries.txt"
+    compile_fails = bin_dir / "compile-fails-python"
+    compile_fails.write_text(f'#!/bin/sh\necho "$*" >> "{record}"\ncase "$*" in *--compile*) exit 1 ;; esac\n')
+    compile_fails.chmod(compile_fails.stat().st_mode | stat.S_IEXEC)
+    results = tmp_path / "results"
+    result, _ = _run(tmp_path, "train 3", COMPILE="1", RESULTS=str(results), PYTHON=str(compile_fails))
+    assert result.returncode == 0, result.stderr
+    compiled, eager = record.read_text().splitlines()
+    assert "--compile --compile_module_keys masknet" in compiled and "--compile" not in eager
+    assert "'spmamba-8k-quick' failed compiled; it trains again eager" in result.stderr
+    assert (results / "spmamba-8k-quick" / "1234" / "eager_fallback").exists()
+
+
+def test_a_run_that_trains_compiled_is_not_marked(tmp_path):
+    results = tmp_path / "results"
+    result, calls = _run(tmp_path, "train 3", COMPILE="1", RESULTS=str(results))
+    assert result.returncode == 0 and len(calls) == 1 and "--compile" in calls[0]
+    assert not (results / "spmamba-8k-quick" / "1234" / "eager_fallback").exists()
+
+
 def test_warmup_without_compile_does_nothing(tmp_path):
     result, calls = _run(tmp_path, "warmup", RESULTS=str(tmp_path / "results"))
     assert result.returncode == 0 and "nothing to warm up" in result.stdout and not calls
