@@ -42,14 +42,14 @@
 # GPU), MODEL (hparams file name, default spmamba-8k-quick), MODEL_ARGS (TF-GridNet under
 # the same recipe in `train`: MODEL_ARGS='--sequence_layer !ref <blstm>' with its own RESULTS folder),
 # COMPILE (1, the default on a GPU: torch.compile the mask net, SpeechBrain's --compile; a run that
-# fails compiled trains again eager, marked by `eager_fallback` in its folder and in the summary JSON) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine
-# holds prepare, train, plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes about
-# 40 s alone on 16 cores: BUDGET=22 beside warmup), or prepare and warmup side by side and then
-# `versus 6` (about 19 minutes of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21);
-# after prepare, `voices 5` takes about 21 (the wide corpus 1.1, warm-up 1, each arm 1.5 beyond its
-# minutes, the four scorings about 4) and `profile` about 5.5; with TASK=noisy16k, both corpora and
-# `warmup curriculum` side by side take about 2.5 minutes, then `curriculum C N` about C + N + 3.2
-# and plot and check 0.7.
+# fails compiled trains again eager, marked by `eager_fallback` in its folder and in the summary
+# JSON) and EXTRA_ARGS (more train.py overrides). One 30-minute GPU machine holds prepare, train,
+# plot and check with BUDGET=21 (TASK=noisy16k, whose prepare takes about 40 s alone on 16 cores:
+# BUDGET=22 beside warmup), or prepare and warmup side by side and then `versus 6` (about 19 minutes
+# of wall time), `ablation 6.5` (about 26) or `learning 4` (about 21); after prepare, `voices 5`
+# takes about 21 (the wide corpus 1.1, warm-up 1, each arm 1.5 beyond its minutes, the four scorings
+# about 4) and `profile` about 5.5; with TASK=noisy16k, both corpora and `warmup curriculum` side by
+# side take about 2.5 minutes, then `curriculum C N` about C + N + 3.2 and plot and check 0.7.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"  # the curriculum runs its clean phase as TASK=clean8k
 cd "$(dirname "$0")/.."
