@@ -6,7 +6,9 @@ SPMamba (the published 16 kHz model; ``--n-fft 256 --hop-length 64 --sample-rate
 after two warm-up steps (Adam fused, as in the recipes). Each record also has the step's wall
 time (median of ``--timed`` steps without the profiler) and the share of it the GPU spends in
 kernels (``gpu_busy``): below 1, the GPU waits on the host (kernel launches, Python) and a larger
-batch costs little more. ``--compile`` runs the model under ``torch.compile``. Only kernels
+batch costs little more. ``--compile`` runs the model under ``torch.compile``, as ``train.py
+--compile`` does (Inductor's mix-order reduction off unless ``TORCHINDUCTOR_MIX_ORDER_REDUCTION``
+is set: :func:`spmamba_sb.environment.avoid_mix_order_reduction`). Only kernels
 count: a range such as ``Optimizer.step`` also shows on the GPU's timeline, as the span from its
 first to its last kernel with the gaps between them, and is left out. Kernels are grouped by
 name (the scan, matrix products, the causal convolution, element-wise work, copies, norms and
@@ -30,6 +32,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from spmamba_sb import SPMamba
+from spmamba_sb.environment import avoid_mix_order_reduction
 
 GROUPS = [  # first match wins; names are lower-cased kernel names
     ("selective scan", ("selective_scan", "_scan_forward", "_scan_backward")),
@@ -120,6 +123,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.compile:
+        avoid_mix_order_reduction()
     samples = round(args.seconds * args.sample_rate)
     tables = {}
     for backend in args.backends:

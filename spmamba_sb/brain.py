@@ -13,6 +13,7 @@ from speechbrain.utils.distributed import ddp_broadcast, if_main_process
 
 from spmamba_sb.checkpoints import MASKNET_AVERAGE, RandomState, TrainingClock
 from spmamba_sb.data.pipelines import SeparationDataError
+from spmamba_sb.environment import avoid_mix_order_reduction
 from spmamba_sb.plots import plot_separation
 from spmamba_sb.schedules import TimeBudgetSchedule
 from spmamba_sb.scoring import CORE_METRICS, UndefinedMetricsError, utterance_metrics, write_scores
@@ -132,6 +133,13 @@ class SeparationBrain(sb.Brain):
             self.checkpointer.add_recoverable(MASKNET_AVERAGE, self.masknet_average)
         self._average_swapped_in = False
         self._unchecked_loss = None  # a loss whose check waits for the gradient check
+
+    def _compile(self):
+        """SpeechBrain's ``--compile``, with Inductor's mix-order reduction off unless the environment
+        sets it (:func:`~spmamba_sb.environment.avoid_mix_order_reduction`)."""
+        if self.compile:
+            avoid_mix_order_reduction()
+        super()._compile()
 
     def _update_average(self) -> None:
         """Move the weight average towards the mask net's weights after an optimizer step.

@@ -6,7 +6,9 @@
 ``scan_backend: <name>``, so the experiment's ``hyperparams.yaml`` records what ran.
 ``SPMAMBA_COMPILE_SCAN=1`` runs the PyTorch scan through ``torch.compile`` on a CPU when
 autograd is off (inference, validation). In Python, pass ``scan_backend`` to the model, or call
-:func:`~spmamba_sb.nnet.mixer.configure_scan`.
+:func:`~spmamba_sb.nnet.mixer.configure_scan`. PyTorch's own ``TORCHINDUCTOR_MIX_ORDER_REDUCTION``,
+when set, decides Inductor's mix-order reduction; unset, a compiled training run turns that pass off
+(:func:`avoid_mix_order_reduction`).
 
 Example
 -------
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 SCAN_BACKEND_VAR = "SPMAMBA_SCAN_BACKEND"
 COMPILE_SCAN_VAR = "SPMAMBA_COMPILE_SCAN"
+MIX_ORDER_REDUCTION_VAR = "TORCHINDUCTOR_MIX_ORDER_REDUCTION"
 
 
 class ScanEnvironment(NamedTuple):
@@ -127,3 +130,38 @@ def apply_scan_environment(modules: Iterable[nn.Module], environment: ScanEnviro
         logger.info("scan of %d Mamba layers from the environment: backend %s, compiled PyTorch scan %s", count,
                     environment.backend or "as set", "on" if environment.compile_torch_scan else "off")
     return count
+
+
+def avoid_mix_order_reduction(environ: Mapping[str, str] = os.environ) -> bool:
+    """Turn off Inductor's mix-order reduction before ``torch.compile`` traces the model, unless
+    ``TORCHINDUCTOR_MIX_ORDER_REDUCTION`` is set (then PyTorch reads it as usual).
+
+    In PyTorch 2.10 and 2.11 this pass, which fuses a norm's two backward reductions over tensors of
+    at least 5 Mi elements, returns the norm gain's gradient in the wrong shape (pytorch/pytorch#178080):
+    compiled, the 16 kHz model at batch 8 (2 s crops) stops at its first backward. Without the pass it
+    trains, and the batch-4 step takes the same time (256 ms on an H100 either way,
+    ``benchmarks/RESULTS.md``).
+
+    Arguments
+    ---------
+    environ : Mapping
+        The environment (default: the process's).
+
+    Returns
+    -------
+    bool
+        True when the pass was on and is now off.
+
+    Example
+    -------
+    >>> avoid_mix_order_reduction({MIX_ORDER_REDUCTION_VAR: "1"})
+    False
+    """
+    from torch._inductor import config  # imported only where a model is compiled
+
+    if MIX_ORDER_REDUCTION_VAR in environ or not getattr(config.triton, "mix_order_reduction", False):
+        return False
+    config.triton.mix_order_reduction = False
+    logger.info("Inductor's mix-order reduction off for torch.compile (pytorch/pytorch#178080; "
+                "%s=1 turns it on)", MIX_ORDER_REDUCTION_VAR)
+    return True

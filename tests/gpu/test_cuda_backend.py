@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from spmamba_sb import SPMamba
+from spmamba_sb.environment import avoid_mix_order_reduction
 from spmamba_sb.nnet.mixer import MambaMixer
 
 pytestmark = pytest.mark.gpu
@@ -241,3 +242,25 @@ def test_compiled_model_on_triton_has_no_graph_break():
     _assert_close(y_compiled, y_eager)
     for name in gp_eager:  # the compiled module's parameter names carry its wrapper's prefix
         assert _relative_l2(gp_compiled["_orig_mod." + name], gp_eager[name]) < 1e-3, name
+
+
+def test_the_16khz_model_trains_compiled_at_batch_8():
+    """Batch 8 x 2 s at 16 kHz puts 8.3 M elements through each channel norm: compiled with
+    Inductor's mix-order reduction on, PyTorch 2.10 and 2.11 return the norm gain's gradient in the
+    wrong shape at the first backward (pytorch/pytorch#178080). With the pass off, as ``--compile``
+    sets it, the bf16 step runs and every gradient is finite and shaped as its parameter."""
+    from torch._inductor import config
+
+    torch.manual_seed(0)
+    model = SPMamba(num_blocks=1, scan_backend="triton").cuda()  # the published 16 kHz STFT
+    mix = torch.randn(8, 32000, device="cuda")
+    torch._dynamo.reset()
+    with config.patch({"triton.mix_order_reduction": True}):
+        assert avoid_mix_order_reduction({})
+        compiled = torch.compile(model, dynamic=False)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = compiled(mix).float().pow(2).mean()
+        loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.shape == parameter.shape, name
+        assert torch.isfinite(parameter.grad).all(), name

@@ -336,3 +336,20 @@ def test_the_gradient_check_drops_exactly_the_non_finite_gradients(tmp_path, bad
             assert param.grad is None
         else:
             assert torch.equal(param.grad, expected[index])
+
+
+@pytest.mark.parametrize("compile_flag", [False, True])
+def test_compiling_turns_off_inductor_mix_order_reduction(tmp_path, monkeypatch, compile_flag):
+    """With ``--compile``, the start of fit wraps the mask net in ``torch.compile`` with the pass off
+    (pytorch/pytorch#178080); without it nothing changes."""
+    from torch._inductor import config
+
+    monkeypatch.delenv("TORCHINDUCTOR_MIX_ORDER_REDUCTION", raising=False)
+    hparams = _hparams(tmp_path)
+    with config.patch({"triton.mix_order_reduction": True}):
+        brain = SeparationBrain(modules=hparams["modules"], opt_class=hparams["optimizer"], hparams=hparams,
+                                run_opts={"device": "cpu", "compile": compile_flag, "compile_module_keys": ["masknet"]},
+                                checkpointer=None)
+        brain.on_fit_start()
+        assert config.triton.mix_order_reduction is not compile_flag
+    assert isinstance(brain.modules.masknet, torch._dynamo.eval_frame.OptimizedModule) is compile_flag

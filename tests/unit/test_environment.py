@@ -9,7 +9,10 @@ import soundfile as sf
 import torch
 
 from spmamba_sb import cli
-from spmamba_sb.environment import ScanEnvironment, apply_scan_environment, scan_environment, with_scan_backend
+from torch._inductor import config as inductor_config
+
+from spmamba_sb.environment import (MIX_ORDER_REDUCTION_VAR, ScanEnvironment, apply_scan_environment,
+                                   avoid_mix_order_reduction, scan_environment, with_scan_backend)
 from spmamba_sb.nnet import mixer as mixer_module
 from spmamba_sb.nnet.bmamba import BMamba
 from spmamba_sb.nnet.mixer import MambaMixer, configure_scan
@@ -89,3 +92,15 @@ def test_separate_applies_the_environment_and_rejects_a_bad_value(tmp_path, monk
         status = exit_status(cli.separate_main, tmp_path / "mix.wav", "--model", model, "--out", tmp_path / "out")
     assert status == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mix_s1.wav", "mix_s2.wav"]
     assert any("backend torch" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("environ,expected_on", [({}, False), ({MIX_ORDER_REDUCTION_VAR: "1"}, True),
+                                                 ({MIX_ORDER_REDUCTION_VAR: "0"}, True)])
+def test_mix_order_reduction_is_turned_off_unless_the_environment_decides(caplog, environ, expected_on):
+    """Unset, the pass goes off (pytorch/pytorch#178080) and the log says so; set, PyTorch's reading stands."""
+    with inductor_config.patch({"triton.mix_order_reduction": True}), \
+            caplog.at_level(logging.INFO, logger="spmamba_sb.environment"):
+        turned_off = avoid_mix_order_reduction(environ)
+        assert inductor_config.triton.mix_order_reduction is expected_on
+    assert turned_off is not expected_on
+    assert any(MIX_ORDER_REDUCTION_VAR in r.getMessage() for r in caplog.records) is not expected_on
