@@ -134,13 +134,6 @@ class SeparationBrain(sb.Brain):
         self._average_swapped_in = False
         self._unchecked_loss = None  # a loss whose check waits for the gradient check
 
-    def _compile(self):
-        """SpeechBrain's ``--compile``, with Inductor's mix-order reduction off unless the environment
-        sets it (:func:`~spmamba_sb.environment.avoid_mix_order_reduction`)."""
-        if self.compile:
-            avoid_mix_order_reduction()
-        super()._compile()
-
     def _update_average(self) -> None:
         """Move the weight average towards the mask net's weights after an optimizer step.
 
@@ -245,7 +238,11 @@ class SeparationBrain(sb.Brain):
             self.optimizer_step_limit = self.optimizer_step
 
     def on_fit_start(self):
-        """Recover the latest checkpoint; if the time budget is already spent, train no more."""
+        """Compile (SpeechBrain's ``--compile``, with Inductor's mix-order reduction off unless the
+        environment sets it: :func:`~spmamba_sb.environment.avoid_mix_order_reduction`) and recover
+        the latest checkpoint; if the time budget is already spent, train no more."""
+        if self.compile:
+            avoid_mix_order_reduction()
         super().on_fit_start()
         spent = self.training_budget_spent(self.shared_training_seconds())
         if spent and hasattr(self.hparams.epoch_counter, "should_stop"):
