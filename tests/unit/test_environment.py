@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from spmamba_sb import cli
 from torch._inductor import config as inductor_config
 
+from spmamba_sb import cli
 from spmamba_sb.environment import (MIX_ORDER_REDUCTION_VAR, ScanEnvironment, apply_scan_environment,
                                    avoid_mix_order_reduction, scan_environment, with_scan_backend)
 from spmamba_sb.nnet import mixer as mixer_module
